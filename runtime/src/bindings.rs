@@ -1,0 +1,10 @@
+//! Host bindings generated from `wit/workflow.wit`.
+
+wasmtime::component::bindgen!({
+    world: "engine",
+    path: "../wit",
+});
+
+pub use self::wasmflow::workflow::types::{
+    AgentOutcome, AgentRequest, AgentResult, Event, LogLevel, ScriptError, SpawnError, Step, Usage,
+};

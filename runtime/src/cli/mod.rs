@@ -1,0 +1,104 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use wasmflow::error::exit;
+
+mod bench;
+mod run;
+
+/// Run LLM workflow scripts in a WebAssembly sandbox.
+#[derive(Parser)]
+#[command(name = "wasmflow", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a workflow script; its result goes to stdout as JSON.
+    Run(RunArgs),
+    /// Measure the engine: instantiate, process start, agent round trips.
+    Bench(bench::BenchArgs),
+}
+
+/// Flags of `wasmflow run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The workflow script (.js).
+    pub script: PathBuf,
+    /// The value the script sees as `args`, as JSON (e.g. '{"n": 3}' or '"text"').
+    #[arg(long, value_name = "JSON", conflicts_with = "args_file")]
+    pub args: Option<String>,
+    /// Read `args` from a JSON file.
+    #[arg(long, value_name = "FILE")]
+    pub args_file: Option<PathBuf>,
+    /// Agent backend. Only `sim` (simulated agents) for now.
+    #[arg(long, value_name = "NAME")]
+    pub backend: Option<String>,
+    /// Agents running at once; excess agent() calls queue in call order.
+    #[arg(long, value_name = "N", default_value_t = wasmflow::Limits::DEFAULT_CONCURRENCY,
+          value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(1..=4096), |v| v as usize))]
+    pub concurrency: usize,
+    /// Agents spawned over the whole run; the next agent() throws.
+    #[arg(long, value_name = "N", default_value_t = wasmflow::Limits::DEFAULT_MAX_AGENTS,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_agents: u64,
+    /// Wasm fuel the script may burn between two waits (stops endless loops).
+    #[arg(long, value_name = "FUEL", default_value_t = wasmflow::Limits::DEFAULT_FUEL_PER_SLICE,
+          value_parser = clap::value_parser!(u64).range(1_000_000..))]
+    pub cpu_limit: u64,
+    /// Guest memory limit (e.g. 256M, 1G; a bare number is MiB).
+    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = wasmflow::limits::parse_size)]
+    pub memory_limit: usize,
+    /// Wall-clock limit for the whole run (e.g. 90s, 30m, 12h).
+    #[arg(long, value_name = "DURATION", default_value = "12h", value_parser = wasmflow::limits::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Print one JSON summary object instead of the bare result.
+    #[arg(long)]
+    pub json: bool,
+    /// Write one JSON line per phase, agent and log event to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+    /// No progress lines on stderr (warnings and errors still show).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// sim backend: latency of every agent without a rule, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub sim_latency: u64,
+    /// sim backend: a JSON rules file scripting agents' replies.
+    #[arg(long, value_name = "FILE")]
+    pub sim_rules: Option<PathBuf>,
+    /// sim backend: append one JSON line per live agent execution to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub sim_trace: Option<PathBuf>,
+}
+
+pub fn main() -> i32 {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WASMFLOW_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    exit::OK
+                }
+                _ => exit::USAGE,
+            };
+        }
+    };
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Bench(args) => bench::bench(args),
+    }
+}

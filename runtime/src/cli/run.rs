@@ -1,0 +1,167 @@
+//! `wasmflow run`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use wasmflow::backend::AgentBackend;
+use wasmflow::backend::sim::{SimBackend, SimRules, SimTrace};
+use wasmflow::error::{InputError, RunError, exit};
+use wasmflow::summary::RunSummary;
+use wasmflow::{EventSink, Limits, RunConfig, Script, WorkflowEngine, run_script};
+
+use super::RunArgs;
+
+pub fn run(args: RunArgs) -> i32 {
+    let start = Instant::now();
+    let json = args.json;
+    let (result, stats) = match prepare_and_run(args) {
+        Ok(outcome) => outcome,
+        Err(e) => (Err(e), Default::default()),
+    };
+    let duration_ms = start.elapsed().as_millis() as u64;
+    let code = match &result {
+        Ok(_) => exit::OK,
+        Err(e) => e.exit_code(),
+    };
+    if json {
+        let summary = RunSummary::new(&result, stats, duration_ms);
+        match serde_json::to_string_pretty(&summary) {
+            Ok(text) => println!("{text}"),
+            Err(e) => eprintln!("wasmflow: cannot print the summary: {e}"),
+        }
+        if let Err(e) = &result {
+            print_error(e);
+        }
+        return code;
+    }
+    match &result {
+        Ok(value) => println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+        ),
+        Err(e) => print_error(e),
+    }
+    code
+}
+
+fn print_error(e: &RunError) {
+    match e {
+        RunError::Script(f) => {
+            eprintln!("error: {f}");
+            if let Some(stack) = &f.stack {
+                for line in stack.lines().filter(|l| !l.trim().is_empty()) {
+                    eprintln!("  {}", line.trim_start());
+                }
+            }
+        }
+        other => eprintln!("error: {other}"),
+    }
+}
+
+type Outcome = (Result<Value, RunError>, wasmflow::summary::Stats);
+
+fn prepare_and_run(args: RunArgs) -> Result<Outcome, RunError> {
+    let script = Script::load(&args.script)?;
+    let args_json = read_args(&args)?;
+    let backend = make_backend(&args)?;
+    let events =
+        EventSink::new(!args.quiet, args.events.as_deref()).map_err(|e| InputError::Output {
+            what: "the events file",
+            path: args.events.clone().unwrap_or_default(),
+            reason: e.to_string(),
+        })?;
+    let limits = Limits {
+        concurrency: args.concurrency,
+        max_agents: args.max_agents,
+        fuel_per_slice: args.cpu_limit,
+        memory_bytes: args.memory_limit,
+        wall_clock: args.timeout,
+    };
+    let engine = WorkflowEngine::new().map_err(RunError::Internal)?;
+    let config = RunConfig {
+        limits,
+        args_json,
+        backend,
+    };
+    let outcome = run_script(&engine, &script, config, events);
+    let mut events = outcome.events;
+    let status = match &outcome.result {
+        Ok(_) => "ok",
+        Err(e) => match e {
+            RunError::Script(_) => "script_error",
+            RunError::Limit { .. } => "limit",
+            _ => "error",
+        },
+    };
+    let s = &outcome.stats;
+    events.note(&format!(
+        "{status}: {} agents ({} done, {} failed), {} input / {} output tokens",
+        s.agents.spawned, s.agents.done, s.agents.failed, s.tokens.input, s.tokens.output
+    ));
+    for f in &s.failures {
+        events.note(&format!("  failed: {}: {}", f.label, f.reason));
+    }
+    events.run_finished(status);
+    Ok((outcome.result, outcome.stats))
+}
+
+fn read_args(args: &RunArgs) -> Result<String, InputError> {
+    if let Some(text) = &args.args {
+        let value: Value = serde_json::from_str(text).map_err(|e| InputError::ArgsJson {
+            reason: e.to_string(),
+        })?;
+        return Ok(value.to_string());
+    }
+    if let Some(path) = &args.args_file {
+        let text = std::fs::read_to_string(path).map_err(|e| InputError::ArgsFile {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| InputError::ArgsFileJson {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        return Ok(value.to_string());
+    }
+    Ok("null".into())
+}
+
+fn make_backend(args: &RunArgs) -> Result<Arc<dyn AgentBackend>, InputError> {
+    match args.backend.as_deref() {
+        None => {
+            if !args.quiet {
+                eprintln!(
+                    "wasmflow: no backend set: using the simulated backend (sim); agents are not real"
+                );
+            }
+        }
+        Some("sim") => {}
+        Some(other) => {
+            return Err(InputError::Invalid(format!(
+                "unknown backend `{other}`; available: sim"
+            )));
+        }
+    }
+    let rules = match &args.sim_rules {
+        Some(path) => SimRules::load(path).map_err(|reason| InputError::SimRules {
+            path: path.clone(),
+            reason,
+        })?,
+        None => SimRules::default(),
+    };
+    let trace = match &args.sim_trace {
+        Some(path) => Some(SimTrace::create(path).map_err(|e| InputError::Output {
+            what: "the sim trace",
+            path: path.clone(),
+            reason: e.to_string(),
+        })?),
+        None => None,
+    };
+    Ok(Arc::new(SimBackend::new(
+        rules,
+        Duration::from_millis(args.sim_latency),
+        trace,
+    )))
+}

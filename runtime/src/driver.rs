@@ -1,0 +1,358 @@
+//! The event loop across the sandbox boundary.
+//!
+//! One fresh store per run, on a current-thread tokio runtime (sequential
+//! agent round trips are several times cheaper than on the multi-thread
+//! one). The guest runs in slices: `start`, then one `deliver` per batch of
+//! ended agents and timers; between slices the driver starts spawned agents
+//! and waits. Every slice gets a fresh fuel allowance.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use wasmtime::Store;
+
+use crate::backend::{AgentBackend, AgentOutput};
+use crate::bindings::{self, AgentOutcome, Event, ScriptError, Step};
+use crate::engine::WorkflowEngine;
+use crate::error::{LimitKind, RunError, ScriptFailure};
+use crate::events::EventSink;
+use crate::host::{HostState, TimerOp};
+use crate::limits::Limits;
+use crate::scheduler::{Scheduler, Wake};
+use crate::script::{Script, line_in_stack};
+use crate::summary::{Failure, Stats};
+
+/// What a run needs besides the script.
+pub struct RunConfig {
+    pub limits: Limits,
+    /// The value the script sees as `args`, as JSON text.
+    pub args_json: String,
+    pub backend: Arc<dyn AgentBackend>,
+}
+
+/// How a run ended, with its accounting.
+pub struct RunOutcome {
+    pub result: Result<Value, RunError>,
+    pub stats: Stats,
+    /// Events sink, handed back so the caller can close it.
+    pub events: EventSink,
+}
+
+/// Runs `script` to its end on a fresh current-thread tokio runtime.
+pub fn run_script(
+    engine: &WorkflowEngine,
+    script: &Script,
+    config: RunConfig,
+    events: EventSink,
+) -> RunOutcome {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return RunOutcome {
+                result: Err(RunError::Internal(
+                    anyhow::Error::new(e).context("starting tokio"),
+                )),
+                stats: Stats::default(),
+                events,
+            };
+        }
+    };
+    rt.block_on(run_async(engine, script, config, events))
+}
+
+/// Runs `script` on the caller's current-thread tokio runtime.
+pub async fn run_async(
+    engine: &WorkflowEngine,
+    script: &Script,
+    config: RunConfig,
+    events: EventSink,
+) -> RunOutcome {
+    let mut store = Store::new(
+        &engine.engine,
+        HostState::new(events, config.limits.max_agents, config.limits.memory_bytes),
+    );
+    store.limiter(|s| &mut s.limiter);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut run = Run {
+        store,
+        limits: config.limits.clone(),
+        scheduler: Scheduler::new(config.backend, config.limits.concurrency, tx.clone()),
+        tx,
+        rx,
+        timers: HashMap::new(),
+        stats: Stats::default(),
+        filename: script.filename.clone(),
+    };
+    let result = run.execute(engine, script, &config.args_json).await;
+    run.scheduler.abort_all();
+    for (_, t) in run.timers.drain() {
+        t.abort();
+    }
+    run.stats.agents.spawned = run.store.data().spawned;
+    run.stats.peak_concurrency = run.scheduler.peak;
+    let stats = std::mem::take(&mut run.stats);
+    let events = std::mem::replace(&mut run.store.data_mut().events, EventSink::silent());
+    RunOutcome {
+        result,
+        stats,
+        events,
+    }
+}
+
+struct Run {
+    store: Store<HostState>,
+    limits: Limits,
+    scheduler: Scheduler,
+    tx: mpsc::UnboundedSender<Wake>,
+    rx: mpsc::UnboundedReceiver<Wake>,
+    timers: HashMap<u64, AbortHandle>,
+    stats: Stats,
+    filename: String,
+}
+
+impl Run {
+    async fn execute(
+        &mut self,
+        engine: &WorkflowEngine,
+        script: &Script,
+        args_json: &str,
+    ) -> Result<Value, RunError> {
+        let deadline = tokio::time::Instant::now() + self.limits.wall_clock;
+        self.refuel()?;
+        let instance = engine
+            .pre
+            .instantiate(&mut self.store)
+            .map_err(|e| self.trap(e, "instantiating the engine"))?;
+        self.refuel()?;
+        let bytecode = instance
+            .wasmflow_workflow_compiler()
+            .call_compile(&mut self.store, &script.wrapped, &script.filename)
+            .map_err(|e| self.trap(e, "compiling the script"))?
+            .map_err(|e| self.script_error(e))?;
+        instance
+            .wasmflow_workflow_compiler()
+            .call_load(&mut self.store, &bytecode)
+            .map_err(|e| self.trap(e, "loading the script"))?
+            .map_err(|e| self.script_error(e))?;
+        let driver = instance.wasmflow_workflow_driver();
+        self.refuel()?;
+        let mut step = driver
+            .call_start(&mut self.store, args_json)
+            .map_err(|e| self.trap(e, "running the script"))?;
+        loop {
+            match step {
+                Step::Done(Ok(())) => return self.take_result(),
+                Step::Done(Err(e)) => return Err(self.script_error(e)),
+                Step::Waiting(_) => {}
+            }
+            self.act_on_slice();
+            if self.scheduler.in_flight() == 0 && self.timers.is_empty() {
+                return Err(RunError::Internal(anyhow::anyhow!(
+                    "the engine waits for agents or timers, but none is in flight"
+                )));
+            }
+            let events = self.wait(deadline).await?;
+            self.refuel()?;
+            step = driver
+                .call_deliver(&mut self.store, &events)
+                .map_err(|e| self.trap(e, "running the script"))?;
+        }
+    }
+
+    fn refuel(&mut self) -> Result<(), RunError> {
+        self.store
+            .set_fuel(self.limits.fuel_per_slice)
+            .map_err(|e| RunError::Internal(anyhow::Error::from(e).context("setting fuel")))
+    }
+
+    /// Starts what the guest asked for during its last slice.
+    fn act_on_slice(&mut self) {
+        let data = self.store.data_mut();
+        for request in data.new_agents.drain(..) {
+            self.scheduler.submit(request, &mut data.events);
+        }
+        for op in data.timer_ops.drain(..) {
+            match op {
+                TimerOp::Set { id, delay_ms } => {
+                    let tx = self.tx.clone();
+                    let task = tokio::spawn(async move {
+                        tokio::time::sleep(std::time::Duration::from_millis(delay_ms.into())).await;
+                        let _ = tx.send(Wake::Timer { id });
+                    });
+                    self.timers.insert(id, task.abort_handle());
+                }
+                TimerOp::Clear { id } => {
+                    if let Some(t) = self.timers.remove(&id) {
+                        t.abort();
+                    }
+                }
+            }
+        }
+        self.scheduler.pump(&mut data.events);
+    }
+
+    /// Waits for at least one event, then takes every other one already
+    /// there: the guest gets them as one batch.
+    async fn wait(&mut self, deadline: tokio::time::Instant) -> Result<Vec<Event>, RunError> {
+        let first = match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            Ok(Some(w)) => w,
+            Ok(None) => return Err(RunError::Internal(anyhow::anyhow!("event channel closed"))),
+            Err(_) => {
+                return Err(RunError::Limit {
+                    kind: LimitKind::WallClock,
+                    message: format!(
+                        "the run exceeded its wall-clock limit of {:?} (raise it with --timeout)",
+                        self.limits.wall_clock
+                    ),
+                });
+            }
+        };
+        let mut events = Vec::new();
+        self.on_wake(first, &mut events);
+        while let Ok(w) = self.rx.try_recv() {
+            self.on_wake(w, &mut events);
+        }
+        // Refill free slots before the guest runs, so queued agents start in
+        // call order ahead of whatever the guest spawns next.
+        let data = self.store.data_mut();
+        self.scheduler.pump(&mut data.events);
+        Ok(events)
+    }
+
+    fn on_wake(&mut self, wake: Wake, events: &mut Vec<Event>) {
+        match wake {
+            Wake::Timer { id } => {
+                if self.timers.remove(&id).is_some() {
+                    events.push(Event::Timer(id));
+                }
+            }
+            Wake::Agent { id, result } => {
+                let Some(running) = self.scheduler.finished(id) else {
+                    return;
+                };
+                let (outcome, usage, failure) = match result {
+                    Ok(reply) => {
+                        let outcome = match reply.output {
+                            AgentOutput::Text(t) => AgentOutcome::Text(t),
+                            AgentOutput::Json(v) => AgentOutcome::Json(v.to_string()),
+                        };
+                        (outcome, reply.usage, None)
+                    }
+                    Err(f) => (
+                        AgentOutcome::Failed(f.reason.clone()),
+                        f.usage,
+                        Some(f.reason),
+                    ),
+                };
+                self.stats.tokens += usage;
+                match &failure {
+                    None => self.stats.agents.done += 1,
+                    Some(reason) => {
+                        self.stats.agents.failed += 1;
+                        self.stats.failures.push(Failure {
+                            id,
+                            label: running.label.clone(),
+                            reason: reason.clone(),
+                        });
+                    }
+                }
+                let counts = self
+                    .scheduler
+                    .counts(self.stats.agents.done, self.stats.agents.failed);
+                self.store.data_mut().events.agent_finished(
+                    id,
+                    &running.label,
+                    running.phase.as_deref(),
+                    failure.as_deref(),
+                    usage,
+                    counts,
+                );
+                events.push(Event::Agent(bindings::AgentResult {
+                    id,
+                    outcome,
+                    usage: bindings::Usage {
+                        input_tokens: usage.input,
+                        output_tokens: usage.output,
+                    },
+                }));
+            }
+        }
+    }
+
+    fn take_result(&mut self) -> Result<Value, RunError> {
+        let Some(json) = self.store.data_mut().report.take() else {
+            return Err(RunError::Internal(anyhow::anyhow!(
+                "the engine finished without reporting a result"
+            )));
+        };
+        serde_json::from_str(&json).map_err(|e| {
+            RunError::Internal(anyhow::anyhow!(
+                "the engine reported a result that is not JSON: {e}"
+            ))
+        })
+    }
+
+    fn memory_limit_message(&self) -> String {
+        format!(
+            "the script ran out of memory: it may use at most {} MiB (raise it with --memory-limit)",
+            self.limits.memory_bytes >> 20
+        )
+    }
+
+    fn script_error(&self, e: ScriptError) -> RunError {
+        if self.store.data().limiter.hit && e.message.contains("out of memory") {
+            return RunError::Limit {
+                kind: LimitKind::Memory,
+                message: self.memory_limit_message(),
+            };
+        }
+        let line = e
+            .stack
+            .as_deref()
+            .and_then(|s| line_in_stack(s, &self.filename))
+            .map(|(l, _)| l);
+        RunError::Script(ScriptFailure {
+            name: e.name,
+            message: e.message,
+            stack: e.stack,
+            line,
+        })
+    }
+
+    /// Turns a trap into the error the user should see.
+    fn trap(&self, e: wasmtime::Error, doing: &str) -> RunError {
+        if matches!(
+            e.downcast_ref::<wasmtime::Trap>(),
+            Some(wasmtime::Trap::OutOfFuel)
+        ) {
+            return RunError::Limit {
+                kind: LimitKind::Cpu,
+                message: format!(
+                    "the script used its whole CPU allowance ({} fuel) without waiting for an agent: an endless loop? (raise it with --cpu-limit)",
+                    self.limits.fuel_per_slice
+                ),
+            };
+        }
+        if self.store.data().limiter.hit {
+            return RunError::Limit {
+                kind: LimitKind::Memory,
+                message: self.memory_limit_message(),
+            };
+        }
+        RunError::Internal(
+            anyhow::Error::from(e).context(format!("the engine trapped while {doing}")),
+        )
+    }
+}
+
+/// Elapsed milliseconds since `start`, saturating.
+pub fn elapsed_ms(start: Instant) -> u64 {
+    start.elapsed().as_millis().min(u64::MAX as u128) as u64
+}

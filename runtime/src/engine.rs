@@ -1,0 +1,139 @@
+//! The embedded engine: the pre-initialised QuickJS component built by
+//! `scripts/build-guest.sh`, compiled to native code once and cached on disk
+//! so no run pays the compile twice.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+
+use crate::bindings::EnginePre;
+use crate::host::HostState;
+
+/// The committed engine artifact (a component of the `engine` world).
+pub static ENGINE_WASM: &[u8] = include_bytes!("../assets/engine.wasm");
+
+/// A compiled engine, ready to instantiate once per run. Cheap to share.
+pub struct WorkflowEngine {
+    pub(crate) engine: wasmtime::Engine,
+    pub(crate) pre: EnginePre<HostState>,
+}
+
+/// How the compiled engine was obtained (for diagnostics and benchmarks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineSource {
+    DiskCache,
+    Compiled,
+}
+
+impl WorkflowEngine {
+    /// Loads the engine, from the disk cache when possible.
+    pub fn new() -> Result<WorkflowEngine> {
+        Self::with_cache_dir(cache_dir().as_deref()).map(|(e, _)| e)
+    }
+
+    /// Loads the engine using `dir` as the compile cache (`None`: no cache).
+    pub fn with_cache_dir(dir: Option<&Path>) -> Result<(WorkflowEngine, EngineSource)> {
+        let engine = wasmtime::Engine::new(&engine_config())
+            .map_err(anyhow::Error::from)
+            .context("creating the wasmtime engine")?;
+        let (component, source) = load_component(&engine, dir)?;
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        crate::bindings::Engine::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(anyhow::Error::from)
+        .context("linking the host interface")?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .context("pre-instantiating the engine")?;
+        let pre = EnginePre::new(pre)
+            .map_err(anyhow::Error::from)
+            .context("checking the engine's exports")?;
+        Ok((WorkflowEngine { engine, pre }, source))
+    }
+}
+
+fn engine_config() -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
+    // Fuel bounds the CPU of each guest slice (see Limits::fuel_per_slice).
+    config.consume_fuel(true);
+    config.wasm_component_model(true);
+    config
+}
+
+/// `$WASMFLOW_CACHE_DIR`, else `$XDG_CACHE_HOME/wasmflow`, else
+/// `~/.cache/wasmflow`.
+pub fn cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("WASMFLOW_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir).join("wasmflow"));
+    }
+    std::env::var_os("HOME")
+        .filter(|d| !d.is_empty())
+        .map(|h| PathBuf::from(h).join(".cache").join("wasmflow"))
+}
+
+/// Names the compiled artifact by everything that changes its code: the
+/// engine bytes, the wasmtime version and the `Config` (fuel on or off
+/// changes the generated code).
+fn cache_key(engine: &wasmtime::Engine) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    let mut sha = Sha256::new();
+    sha.update(ENGINE_WASM);
+    sha.update(hasher.finish().to_le_bytes());
+    sha.update(env!("CARGO_PKG_VERSION").as_bytes());
+    crate::key::hex(&sha.finalize()[..12])
+}
+
+fn load_component(
+    engine: &wasmtime::Engine,
+    dir: Option<&Path>,
+) -> Result<(Component, EngineSource)> {
+    let Some(dir) = dir else {
+        return Ok((compile(engine)?, EngineSource::Compiled));
+    };
+    let path = dir.join(format!("engine-{}.cwasm", cache_key(engine)));
+    if path.exists() {
+        // SAFETY: the file is one we serialised ourselves into the user's
+        // cache directory; wasmtime checks its header against this engine.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(c) => return Ok((c, EngineSource::DiskCache)),
+            Err(e) => tracing::warn!(
+                "ignoring the unusable engine cache {}: {e:#}",
+                path.display()
+            ),
+        }
+    }
+    let component = compile(engine)?;
+    if let Err(e) = store_cache(&component, dir, &path) {
+        tracing::warn!(
+            "cannot cache the compiled engine in {}: {e:#}",
+            dir.display()
+        );
+    }
+    Ok((component, EngineSource::Compiled))
+}
+
+fn compile(engine: &wasmtime::Engine) -> Result<Component> {
+    Component::new(engine, ENGINE_WASM)
+        .map_err(anyhow::Error::from)
+        .context("compiling the embedded engine")
+}
+
+fn store_cache(component: &Component, dir: &Path, path: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let bytes = component.serialize()?;
+    // Temp file + rename: concurrent processes never see half a file.
+    let tmp = dir.join(format!(".engine-{}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

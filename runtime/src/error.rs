@@ -1,0 +1,118 @@
+//! Errors, and the exit codes they map to.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// Process exit codes (documented in README.md).
+pub mod exit {
+    /// The workflow finished and printed its result.
+    pub const OK: i32 = 0;
+    /// The script failed: it threw, had a syntax error, or deadlocked.
+    pub const SCRIPT_ERROR: i32 = 1;
+    /// Bad usage or bad input: flags, files, args, rules.
+    pub const USAGE: i32 = 2;
+    /// A limit ended the run: CPU, memory or wall clock.
+    pub const LIMIT: i32 = 3;
+    /// wasmflow itself failed (engine or I/O); a bug or a broken install.
+    pub const INTERNAL: i32 = 70;
+}
+
+/// Input the user gave us that we cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("cannot read the script {path}: {reason}")]
+    ReadScript { path: PathBuf, reason: String },
+    #[error(
+        "the script {path} is {size} bytes; scripts may be at most {} bytes (512 KiB): move data into args or agent prompts",
+        crate::script::MAX_SCRIPT_BYTES
+    )]
+    ScriptTooLarge { path: PathBuf, size: usize },
+    #[error(
+        "the script {path} is not UTF-8 text (invalid byte at offset {byte}, line {line}): save it as UTF-8"
+    )]
+    NotUtf8 {
+        path: PathBuf,
+        line: usize,
+        byte: usize,
+    },
+    #[error("--args is not valid JSON ({reason}); quote a plain string as '\"text\"'")]
+    ArgsJson { reason: String },
+    #[error("cannot read --args-file {path}: {reason}")]
+    ArgsFile { path: PathBuf, reason: String },
+    #[error("--args-file {path} is not valid JSON: {reason}")]
+    ArgsFileJson { path: PathBuf, reason: String },
+    #[error("sim rules {path}: {reason}")]
+    SimRules { path: PathBuf, reason: String },
+    #[error("cannot write {what} {path}: {reason}")]
+    Output {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A JavaScript error from the script, positioned in the user's file.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ScriptFailure {
+    /// Error class (`TypeError`, `SyntaxError`, `Deadlock`, ...).
+    pub name: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
+    /// Line in the user's script, when the stack names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+}
+
+impl std::fmt::Display for ScriptFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.name, self.message)?;
+        if let Some(line) = self.line {
+            write!(f, " (line {line})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Which bound ended a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    Cpu,
+    Memory,
+    WallClock,
+}
+
+/// Why a run did not produce a result.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error("script failed: {0}")]
+    Script(ScriptFailure),
+    #[error("{message}")]
+    Limit { kind: LimitKind, message: String },
+    #[error("internal error: {0:#}")]
+    Internal(anyhow::Error),
+}
+
+impl RunError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Input(_) => exit::USAGE,
+            RunError::Script(_) => exit::SCRIPT_ERROR,
+            RunError::Limit { .. } => exit::LIMIT,
+            RunError::Internal(_) => exit::INTERNAL,
+        }
+    }
+}
+
+impl From<anyhow::Error> for RunError {
+    fn from(e: anyhow::Error) -> Self {
+        RunError::Internal(e)
+    }
+}

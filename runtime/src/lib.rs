@@ -1,0 +1,45 @@
+//! wasmflow runs LLM workflow scripts (JavaScript that orchestrates many
+//! agents) inside a WebAssembly sandbox whose only imports are the host
+//! interface of `wit/workflow.wit`.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use wasmflow::backend::sim::{SimBackend, SimRules};
+//! use wasmflow::{EventSink, Limits, RunConfig, Script, WorkflowEngine, run_script};
+//!
+//! let engine = WorkflowEngine::new()?;
+//! let script = Script::from_source(
+//!     "flow.js".into(),
+//!     "flow.js".into(),
+//!     "const [a, b] = await parallel([() => agent('x'), () => agent('y')]); return { a, b }".into(),
+//! );
+//! let config = RunConfig {
+//!     limits: Limits::default(),
+//!     args_json: "null".into(),
+//!     backend: Arc::new(SimBackend::new(SimRules::default(), Duration::ZERO, None)),
+//! };
+//! let outcome = run_script(&engine, &script, config, EventSink::silent());
+//! println!("{}", outcome.result?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod backend;
+pub mod bindings;
+pub mod driver;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod host;
+pub mod key;
+pub mod limits;
+pub mod scheduler;
+pub mod script;
+pub mod summary;
+
+pub use driver::{RunConfig, RunOutcome, run_async, run_script};
+pub use engine::WorkflowEngine;
+pub use error::{InputError, RunError};
+pub use events::EventSink;
+pub use limits::Limits;
+pub use script::Script;

@@ -1,0 +1,116 @@
+//! The bounds of a run, with their defaults.
+
+use std::time::Duration;
+
+/// Everything a run may not exceed. `Default` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Agents running at once; excess `agent()` calls queue in call order.
+    pub concurrency: usize,
+    /// Agents spawned over the whole run; the next `agent()` throws.
+    pub max_agents: u64,
+    /// Wasm fuel per guest slice (one `start` or `deliver` call): bounds the
+    /// CPU a script burns between two waits, so `while(true){}` ends.
+    pub fuel_per_slice: u64,
+    /// Guest linear memory, in bytes.
+    pub memory_bytes: usize,
+    /// Wall clock for the whole run.
+    pub wall_clock: Duration,
+}
+
+impl Limits {
+    pub const DEFAULT_CONCURRENCY: usize = 16;
+    pub const DEFAULT_MAX_AGENTS: u64 = 1_000;
+    /// About 5 s of pure-JS CPU on this machine class (see docs/performance.md).
+    pub const DEFAULT_FUEL_PER_SLICE: u64 = 10_000_000_000;
+    pub const DEFAULT_MEMORY_BYTES: usize = 512 << 20;
+    pub const DEFAULT_WALL_CLOCK: Duration = Duration::from_secs(12 * 3600);
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            concurrency: Self::DEFAULT_CONCURRENCY,
+            max_agents: Self::DEFAULT_MAX_AGENTS,
+            fuel_per_slice: Self::DEFAULT_FUEL_PER_SLICE,
+            memory_bytes: Self::DEFAULT_MEMORY_BYTES,
+            wall_clock: Self::DEFAULT_WALL_CLOCK,
+        }
+    }
+}
+
+/// Parses `90`, `90s`, `1500ms`, `5m`, `2h`, `1d` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (try 30s, 5m, 2h)"))?;
+    let secs = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        "d" => value * 86400.0,
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (use ms, s, m, h or d)"
+            ));
+        }
+    };
+    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
+        return Err(format!("`{text}` is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses `512`, `512M`, `2G`, `64k` as bytes (a bare number is MiB).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (try 256M or 1G)"))?;
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "m" | "mb" | "mib" => 1 << 20,
+        "k" | "kb" | "kib" => 1 << 10,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use K, M or G)")),
+    };
+    let bytes = value
+        .checked_mul(mult)
+        .filter(|b| *b >= 1 << 20 && *b <= 4 << 30)
+        .ok_or_else(|| format!("`{text}` must be between 1M and 4G"))?;
+    Ok(bytes as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            parse_duration("1500ms").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("256").unwrap(), 256 << 20);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("10k").is_err());
+        assert!(parse_size("99G").is_err());
+    }
+}

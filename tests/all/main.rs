@@ -1,0 +1,10 @@
+//! The integration suite: one binary, so the runtime links once.
+
+mod support;
+
+mod cli_input;
+mod concurrency;
+mod engine_artifact;
+mod limits;
+mod script_results;
+mod sim_backend;
