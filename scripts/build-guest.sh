@@ -29,5 +29,5 @@ export SOURCE_DATE_EPOCH=0
 cargo build --locked -p wasmflow-guest --target wasm32-wasip1 --release
 # Built together with the runtime so wasmtime compiles once, with the same
 # features as `cargo test`.
-cargo build --locked -p wasmflow -p wasmflow-engine-builder
+cargo build --locked --all-targets -p wasmflow -p wasmflow-engine-builder
 target/debug/wasmflow-engine-builder target/wasm32-wasip1/release/wasmflow_guest.wasm "$out"
