@@ -5,6 +5,7 @@ mod support;
 mod cli_input;
 mod concurrency;
 mod engine_artifact;
+mod examples;
 mod limits;
 mod script_results;
 mod sim_backend;

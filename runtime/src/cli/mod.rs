@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a workflow script; its result goes to stdout as JSON.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Measure the engine: instantiate, process start, agent round trips.
     Bench(bench::BenchArgs),
 }
@@ -98,7 +98,7 @@ pub fn main() -> i32 {
         }
     };
     match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Bench(args) => bench::bench(args),
     }
 }

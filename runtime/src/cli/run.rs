@@ -28,7 +28,7 @@ pub fn run(args: RunArgs) -> i32 {
     if json {
         let summary = RunSummary::new(&result, stats, duration_ms);
         match serde_json::to_string_pretty(&summary) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => print_stdout(&text),
             Err(e) => eprintln!("wasmflow: cannot print the summary: {e}"),
         }
         if let Err(e) = &result {
@@ -37,13 +37,24 @@ pub fn run(args: RunArgs) -> i32 {
         return code;
     }
     match &result {
-        Ok(value) => println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
-        ),
+        Ok(value) => {
+            print_stdout(&serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()))
+        }
         Err(e) => print_error(e),
     }
     code
+}
+
+/// Prints to stdout; a closed pipe (`| head`) is not worth a panic, and the
+/// exit code already says how the run ended.
+fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|_| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("wasmflow: cannot write the result to stdout: {e}");
+    }
 }
 
 fn print_error(e: &RunError) {
