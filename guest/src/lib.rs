@@ -20,7 +20,7 @@ wit_bindgen::generate!({
 use exports::wasmflow::workflow::{compiler, driver};
 use wasmflow::workflow::host;
 use wasmflow::workflow::types::{
-    AgentOutcome, AgentRequest, Event, LogLevel, ScriptError, SpawnError, Step,
+    AgentOutcome, AgentRequest, Event, LogLevel, RunOptions, ScriptError, SpawnError, Step,
 };
 
 const PRELUDE: &str = include_str!("prelude.js");
@@ -121,7 +121,58 @@ fn native_object<'js>(ctx: &Ctx<'js>) -> quickjs::Result<Object<'js>> {
             }
         })?,
     )?;
+    native.set(
+        "loadWorkflow",
+        Function::new(ctx.clone(), |ctx: Ctx<'js>, reference: String| {
+            load_workflow(ctx, reference)
+        })?,
+    )?;
+    native.set(
+        "evaluate",
+        Function::new(
+            ctx.clone(),
+            |ctx: Ctx<'js>, source: String, filename: String| evaluate(&ctx, &source, &filename),
+        )?,
+    )?;
     Ok(native)
+}
+
+fn load_workflow<'js>(ctx: Ctx<'js>, reference: String) -> quickjs::Result<Object<'js>> {
+    let obj = Object::new(ctx)?;
+    match host::load_workflow(&reference) {
+        Ok(child) => {
+            obj.set("source", child.source)?;
+            obj.set("filename", child.filename)?;
+        }
+        Err(message) => obj.set("error", message)?,
+    }
+    Ok(obj)
+}
+
+/// Evaluates trusted-shape source from the host (a wrapped child workflow)
+/// and returns its completion value; `eval` itself is not reachable from
+/// scripts.
+fn evaluate<'js>(ctx: &Ctx<'js>, source: &str, filename: &str) -> quickjs::Result<Value<'js>> {
+    let src = CString::new(source)
+        .map_err(|_| quickjs::Error::new_from_js_message("string", "source", "NUL byte"))?;
+    let name = CString::new(filename)
+        .map_err(|_| quickjs::Error::new_from_js_message("string", "filename", "NUL byte"))?;
+    let raw = ctx.as_raw().as_ptr();
+    // SAFETY: plain QuickJS API call on a live context; the result is
+    // owned by the returned Value.
+    unsafe {
+        let v = qjs::JS_Eval(
+            raw,
+            src.as_ptr(),
+            src.as_bytes().len() as _,
+            name.as_ptr(),
+            qjs::JS_EVAL_TYPE_GLOBAL as i32,
+        );
+        if qjs::JS_IsException(v) {
+            return Err(quickjs::Error::Exception);
+        }
+        Ok(Value::from_raw(ctx.clone(), v))
+    }
 }
 
 fn spawn<'js>(
@@ -292,7 +343,7 @@ impl compiler::Guest for Component {
 }
 
 impl driver::Guest for Component {
-    fn start(args_json: String) -> Step {
+    fn start(args_json: String, options: RunOptions) -> Step {
         let state = state();
         let Some(bytecode) = state.bytecode.as_ref() else {
             return Step::Done(Err(internal("start() called before a script was loaded")));
@@ -309,8 +360,9 @@ impl driver::Guest for Component {
                     .map_err(|e| caught(&ctx, e))?;
                 let start: Function = api.get("start").map_err(|e| caught(&ctx, e))?;
                 let run = run_function(&ctx, ptr, len).map_err(|e| caught(&ctx, e))?;
+                let total = options.budget_total.map(|t| t as f64);
                 start
-                    .call::<_, ()>((args_json, run))
+                    .call::<_, ()>((args_json, run, total))
                     .map_err(|e| caught(&ctx, e))
             });
         if let Err(e) = started {
@@ -334,13 +386,22 @@ impl driver::Guest for Component {
                     .restore(&ctx)
                     .map_err(|e| caught(&ctx, e))?;
                 let agent_done: Function = api.get("agentDone").map_err(|e| caught(&ctx, e))?;
+                let agent_error: Function = api.get("agentError").map_err(|e| caught(&ctx, e))?;
                 let timer_fired: Function = api.get("timerFired").map_err(|e| caught(&ctx, e))?;
                 for event in events {
                     match event {
                         Event::Agent(result) => {
+                            let id = result.id as f64;
+                            let output_tokens = result.usage.output_tokens as f64;
+                            if let AgentOutcome::Error(message) = result.outcome {
+                                agent_error
+                                    .call::<_, bool>((id, message, output_tokens))
+                                    .map_err(|e| caught(&ctx, e))?;
+                                continue;
+                            }
                             let value = outcome_value(&ctx, result.outcome)?;
                             agent_done
-                                .call::<_, bool>((result.id as f64, value))
+                                .call::<_, bool>((id, value, output_tokens))
                                 .map_err(|e| caught(&ctx, e))?;
                         }
                         Event::Timer(id) => {
@@ -375,7 +436,9 @@ fn outcome_value<'js>(ctx: &Ctx<'js>, outcome: AgentOutcome) -> Result<Value<'js
             );
             err
         }),
-        AgentOutcome::Failed(_) | AgentOutcome::Skipped => Ok(Value::new_null(ctx.clone())),
+        AgentOutcome::Failed(_) | AgentOutcome::Skipped | AgentOutcome::Error(_) => {
+            Ok(Value::new_null(ctx.clone()))
+        }
     }
 }
 

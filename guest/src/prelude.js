@@ -5,11 +5,13 @@
 (function (native) {
   'use strict';
 
-  const agents = new Map(); // agent id -> { resolve }
+  const agents = new Map(); // agent id -> { resolve, reject }
   const timers = new Map(); // timer id -> { fn, args }
   let currentPhase = null;
   let outcome = null; // { ok: value } | { err: thrown }
   let started = false;
+  let budgetTotal = null; // output tokens; null: no budget
+  let budgetSpent = 0; // output tokens of every agent delivered so far
 
   const MAX_ITEMS = 4096;
   const LOG = { debug: 0, info: 1, warn: 2, error: 3 };
@@ -49,6 +51,10 @@
     } catch (e) {
       return Promise.reject(new TypeError(`agent(prompt, opts): opts must be JSON-serialisable: ${e.message}`));
     }
+    if (budgetTotal !== null && budgetSpent >= budgetTotal) {
+      return Promise.reject(new WorkflowBudgetExceededError(
+        `the budget of ${budgetTotal} output tokens is spent (${budgetSpent} used): no new agents; agents already running keep their results`));
+    }
     const phase = opts && typeof opts.phase === 'string' ? opts.phase : currentPhase;
     const r = native.spawn(prompt, optionsJson, phase);
     if (typeof r !== 'number') {
@@ -56,7 +62,29 @@
         : r.kind === 'cap' ? WorkflowAgentCapError : TypeError;
       return Promise.reject(new E(r.message));
     }
-    return new Promise((resolve) => { agents.set(r, { resolve }); });
+    return new Promise((resolve, reject) => { agents.set(r, { resolve, reject }); });
+  }
+
+  const budget = Object.freeze({
+    get total() { return budgetTotal; },
+    spent() { return budgetSpent; },
+    remaining() { return budgetTotal === null ? Infinity : Math.max(0, budgetTotal - budgetSpent); },
+  });
+
+  function nestedWorkflow() {
+    return Promise.reject(new Error('workflow() cannot be called from a child workflow: nesting is limited to one level'));
+  }
+
+  async function workflow(nameOrPath, childArgs) {
+    if (typeof nameOrPath !== 'string' && (nameOrPath === null || typeof nameOrPath !== 'object' || typeof nameOrPath.scriptPath !== 'string')) {
+      throw new TypeError('workflow(nameOrPath, args): give a saved workflow name or { scriptPath: "path/to/flow.js" }');
+    }
+    const loaded = native.loadWorkflow(JSON.stringify(nameOrPath));
+    if (typeof loaded.error === 'string') throw new Error(loaded.error);
+    const run = native.evaluate(loaded.source, loaded.filename);
+    // The child gets its own copy: it cannot mutate the parent's objects.
+    const copy = childArgs === undefined ? null : JSON.parse(JSON.stringify(childArgs));
+    return await run(copy, nestedWorkflow);
   }
 
   function checkItems(fn, items) {
@@ -177,6 +205,8 @@
   define('parallel', parallel);
   define('pipeline', pipeline);
   define('phase', phase);
+  define('budget', budget);
+  define('workflow', workflow);
   define('log', log);
   define('console', console);
   define('setTimeout', setTimeout);
@@ -193,19 +223,29 @@
 
   // The host-facing half, called from lib.rs.
   return {
-    start(argsJson, run) {
+    start(argsJson, run, total) {
       if (started) throw new Error('start() called twice');
       started = true;
+      budgetTotal = total;
       define('args', JSON.parse(argsJson));
       let p;
       try { p = run(); } catch (e) { p = Promise.reject(e); }
       Promise.resolve(p).then((v) => { outcome = { ok: v }; }, (e) => { outcome = { err: e }; });
     },
-    agentDone(id, value) {
+    agentDone(id, value, outputTokens) {
+      budgetSpent += outputTokens;
       const a = agents.get(id);
       if (!a) return false;
       agents.delete(id);
       a.resolve(value);
+      return true;
+    },
+    agentError(id, message, outputTokens) {
+      budgetSpent += outputTokens;
+      const a = agents.get(id);
+      if (!a) return false;
+      agents.delete(id);
+      a.reject(new Error(message));
       return true;
     },
     timerFired(id) {

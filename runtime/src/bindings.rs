@@ -6,5 +6,6 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::wasmflow::workflow::types::{
-    AgentOutcome, AgentRequest, AgentResult, Event, LogLevel, ScriptError, SpawnError, Step, Usage,
+    AgentOutcome, AgentRequest, AgentResult, ChildScript, Event, LogLevel, RunOptions, ScriptError,
+    SpawnError, Step, Usage,
 };

@@ -22,7 +22,7 @@ use crate::error::{LimitKind, RunError, ScriptFailure};
 use crate::events::EventSink;
 use crate::host::{HostState, TimerOp};
 use crate::limits::Limits;
-use crate::scheduler::{Scheduler, Wake};
+use crate::scheduler::{AgentEnd, Scheduler, Wake};
 use crate::script::{Script, line_in_stack};
 use crate::summary::{Failure, Stats};
 
@@ -32,6 +32,29 @@ pub struct RunConfig {
     /// The value the script sees as `args`, as JSON text.
     pub args_json: String,
     pub backend: Arc<dyn AgentBackend>,
+    /// `budget.total`, in output tokens.
+    pub budget: Option<u64>,
+    /// Tries for an agent whose output must match a schema.
+    pub schema_tries: u32,
+    /// Unknown `agent()` options and `meta` keys are errors.
+    pub strict: bool,
+    /// Saved workflows for `workflow(name)`.
+    pub saved: Vec<crate::saved::SearchDir>,
+}
+
+impl RunConfig {
+    /// Defaults for everything but the backend.
+    pub fn new(backend: Arc<dyn AgentBackend>) -> RunConfig {
+        RunConfig {
+            limits: Limits::default(),
+            args_json: "null".into(),
+            backend,
+            budget: None,
+            schema_tries: 5,
+            strict: false,
+            saved: Vec::new(),
+        }
+    }
 }
 
 /// How a run ended, with its accounting.
@@ -79,18 +102,43 @@ pub async fn run_async(
         HostState::new(events, config.limits.max_agents, config.limits.memory_bytes),
     );
     store.limiter(|s| &mut s.limiter);
+    {
+        let data = store.data_mut();
+        data.strict = config.strict;
+        data.children = crate::host::ChildLoader {
+            base_dir: script
+                .path
+                .parent()
+                .map(|p| p.to_path_buf())
+                .unwrap_or_default(),
+            saved: config.saved.clone(),
+            check: crate::check::CheckOptions {
+                strict: config.strict,
+            },
+        };
+    }
     let (tx, rx) = mpsc::unbounded_channel();
     let mut run = Run {
         store,
         limits: config.limits.clone(),
-        scheduler: Scheduler::new(config.backend, config.limits.concurrency, tx.clone()),
+        scheduler: Scheduler::new(
+            config.backend,
+            config.limits.concurrency,
+            config.schema_tries,
+            tx.clone(),
+        ),
         tx,
         rx,
         timers: HashMap::new(),
         stats: Stats::default(),
         filename: script.filename.clone(),
     };
-    let result = run.execute(engine, script, &config.args_json).await;
+    let options = bindings::RunOptions {
+        budget_total: config.budget,
+    };
+    let result = run
+        .execute(engine, script, &config.args_json, options)
+        .await;
     run.scheduler.abort_all();
     for (_, t) in run.timers.drain() {
         t.abort();
@@ -123,6 +171,7 @@ impl Run {
         engine: &WorkflowEngine,
         script: &Script,
         args_json: &str,
+        options: bindings::RunOptions,
     ) -> Result<Value, RunError> {
         let deadline = tokio::time::Instant::now() + self.limits.wall_clock;
         self.refuel()?;
@@ -144,7 +193,7 @@ impl Run {
         let driver = instance.wasmflow_workflow_driver();
         self.refuel()?;
         let mut step = driver
-            .call_start(&mut self.store, args_json)
+            .call_start(&mut self.store, args_json, options)
             .map_err(|e| self.trap(e, "running the script"))?;
         loop {
             match step {
@@ -233,23 +282,26 @@ impl Run {
                     events.push(Event::Timer(id));
                 }
             }
-            Wake::Agent { id, result } => {
+            Wake::Agent { id, end } => {
                 let Some(running) = self.scheduler.finished(id) else {
                     return;
                 };
-                let (outcome, usage, failure) = match result {
-                    Ok(reply) => {
+                let (outcome, usage, failure) = match end {
+                    AgentEnd::Reply(reply) => {
                         let outcome = match reply.output {
                             AgentOutput::Text(t) => AgentOutcome::Text(t),
                             AgentOutput::Json(v) => AgentOutcome::Json(v.to_string()),
                         };
                         (outcome, reply.usage, None)
                     }
-                    Err(f) => (
+                    AgentEnd::Failed(f) => (
                         AgentOutcome::Failed(f.reason.clone()),
                         f.usage,
                         Some(f.reason),
                     ),
+                    AgentEnd::Thrown { message, usage } => {
+                        (AgentOutcome::Error(message.clone()), usage, Some(message))
+                    }
                 };
                 self.stats.tokens += usage;
                 match &failure {

@@ -3,12 +3,55 @@
 //! Every import returns at once: spawns and timers are recorded here and
 //! acted on by the driver when the guest's slice ends.
 
+use std::collections::HashSet;
+use std::path::PathBuf;
+
 use serde_json::{Map, Value};
 
 use crate::backend::AgentRequest;
 use crate::bindings::wasmflow::workflow::{host, types};
 use crate::bindings::{LogLevel, SpawnError};
+use crate::check::CheckOptions;
 use crate::events::{EventSink, Level};
+use crate::saved::SearchDir;
+use crate::schema::SchemaCache;
+use crate::script::Script;
+
+/// Where `workflow()` looks for children, and how they are checked.
+#[derive(Debug, Clone, Default)]
+pub struct ChildLoader {
+    /// `{scriptPath}` is relative to the parent script's directory.
+    pub base_dir: PathBuf,
+    /// Saved workflows, in lookup order.
+    pub saved: Vec<SearchDir>,
+    pub check: CheckOptions,
+}
+
+impl ChildLoader {
+    fn load(&self, reference_json: &str) -> Result<Script, String> {
+        let reference: Value = serde_json::from_str(reference_json)
+            .map_err(|e| format!("workflow(): bad reference: {e}"))?;
+        let path = match &reference {
+            Value::String(name) => crate::saved::find(name, &self.saved).ok_or_else(|| {
+                format!("workflow(): {}", crate::saved::not_found(name, &self.saved))
+            })?,
+            Value::Object(o) => match o.get("scriptPath") {
+                Some(Value::String(p)) => self.base_dir.join(p),
+                _ => return Err(
+                    "workflow(): give a saved workflow name or { scriptPath: \"path/to/flow.js\" }"
+                        .into(),
+                ),
+            },
+            _ => {
+                return Err(
+                    "workflow(): give a saved workflow name or { scriptPath: \"path/to/flow.js\" }"
+                        .into(),
+                );
+            }
+        };
+        Script::load(&path, self.check).map_err(|e| format!("workflow(): {}: {e}", path.display()))
+    }
+}
 
 /// Guest memory bound; remembers whether the script ran into it, so the
 /// error that follows can say so.
@@ -61,6 +104,11 @@ pub struct HostState {
     /// The result the script reported, as JSON text.
     pub report: Option<String>,
     pub current_phase: Option<String>,
+    /// Unknown `agent()` options are errors instead of warnings.
+    pub strict: bool,
+    warned_options: HashSet<String>,
+    schemas: SchemaCache,
+    pub children: ChildLoader,
 }
 
 impl HostState {
@@ -78,7 +126,30 @@ impl HostState {
             timer_ops: Vec::new(),
             report: None,
             current_phase: None,
+            strict: false,
+            warned_options: HashSet::new(),
+            schemas: SchemaCache::default(),
+            children: ChildLoader::default(),
         }
+    }
+
+    /// Checks a spawn's options; warns once per unknown option name.
+    fn check_options(&mut self, options: &Map<String, Value>) -> Result<(), SpawnError> {
+        let unknown = crate::options::check(options).map_err(SpawnError::Invalid)?;
+        for key in unknown {
+            if self.strict {
+                return Err(SpawnError::Invalid(format!(
+                    "agent(): unknown option `{key}` (--strict makes unknown options errors)"
+                )));
+            }
+            if self.warned_options.insert(key.clone()) {
+                self.events.log(
+                    Level::Warn,
+                    &format!("agent(): unknown option `{key}` is passed on but has no effect here (--strict makes this an error)"),
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -105,14 +176,18 @@ impl host::Host for HostState {
                 )));
             }
         };
-        let label = match options.get("label") {
+        self.check_options(&options)?;
+        let label = options
+            .get("label")
+            .and_then(Value::as_str)
+            .map(String::from);
+        let schema = match options.get("schema") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => {
-                return Err(SpawnError::Invalid(
-                    "agent(): opts.label must be a string".into(),
-                ));
-            }
+            Some(s) => Some(
+                self.schemas
+                    .get(s)
+                    .map_err(|e| SpawnError::Invalid(format!("agent(): {e}")))?,
+            ),
         };
         self.spawned += 1;
         let id = self.spawned;
@@ -123,6 +198,8 @@ impl host::Host for HostState {
             label,
             phase: request.phase,
             attempt: 1,
+            schema,
+            feedback: Vec::new(),
         });
         Ok(id)
     }
@@ -158,5 +235,19 @@ impl host::Host for HostState {
 
     fn clear_timer(&mut self, id: u64) {
         self.timer_ops.push(TimerOp::Clear { id });
+    }
+
+    fn load_workflow(&mut self, reference_json: String) -> Result<types::ChildScript, String> {
+        let script = self.children.load(&reference_json)?;
+        for w in &script.warnings {
+            self.events.log(
+                Level::Warn,
+                &format!("{}:{}:{}: {}", script.filename, w.line, w.column, w.message),
+            );
+        }
+        Ok(types::ChildScript {
+            source: script.child_source(),
+            filename: script.filename,
+        })
     }
 }

@@ -13,12 +13,10 @@
 //!     "flow.js".into(),
 //!     "flow.js".into(),
 //!     "const [a, b] = await parallel([() => agent('x'), () => agent('y')]); return { a, b }".into(),
-//! );
-//! let config = RunConfig {
-//!     limits: Limits::default(),
-//!     args_json: "null".into(),
-//!     backend: Arc::new(SimBackend::new(SimRules::default(), Duration::ZERO, None)),
-//! };
+//!     Default::default(),
+//! )?;
+//! let mut config = RunConfig::new(Arc::new(SimBackend::new(SimRules::default(), Duration::ZERO, None)));
+//! config.limits = Limits { concurrency: 4, ..Limits::default() };
 //! let outcome = run_script(&engine, &script, config, EventSink::silent());
 //! println!("{}", outcome.result?);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -26,6 +24,7 @@
 
 pub mod backend;
 pub mod bindings;
+pub mod check;
 pub mod driver;
 pub mod engine;
 pub mod error;
@@ -33,7 +32,10 @@ pub mod events;
 pub mod host;
 pub mod key;
 pub mod limits;
+pub mod options;
+pub mod saved;
 pub mod scheduler;
+pub mod schema;
 pub mod script;
 pub mod summary;
 

@@ -67,6 +67,26 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Parses a token count: `20000`, `500k`, `1.5m`.
+pub fn parse_tokens(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let (num, mult) = match t.strip_suffix('k') {
+        Some(n) => (n, 1e3),
+        None => match t.strip_suffix('m') {
+            Some(n) => (n, 1e6),
+            None => (t.as_str(), 1.0),
+        },
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a token count (try 20000, 500k or 1.5m)"))?;
+    let tokens = v * mult;
+    if !tokens.is_finite() || tokens < 1.0 || tokens > 1e15 {
+        return Err(format!("`{text}` is out of range"));
+    }
+    Ok(tokens.round() as u64)
+}
+
 /// Parses `512`, `512M`, `2G`, `64k` as bytes (a bare number is MiB).
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let t = text.trim();
@@ -103,6 +123,15 @@ mod tests {
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn tokens() {
+        assert_eq!(parse_tokens("500k").unwrap(), 500_000);
+        assert_eq!(parse_tokens("1.5M").unwrap(), 1_500_000);
+        assert_eq!(parse_tokens("20000").unwrap(), 20_000);
+        assert!(parse_tokens("lots").is_err());
+        assert!(parse_tokens("0").is_err());
     }
 
     #[test]

@@ -11,13 +11,80 @@ use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::AbortHandle;
 
-use crate::backend::{AgentBackend, AgentRequest, AgentResult};
+use crate::backend::{AgentBackend, AgentFailure, AgentOutput, AgentReply, AgentRequest, Usage};
 use crate::events::{Counts, EventSink};
+use crate::schema::parse_reply;
+
+/// How an `agent()` call ended, after any schema retries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentEnd {
+    /// `agent()` resolves to the output.
+    Reply(AgentReply),
+    /// A terminal failure: `agent()` resolves `null`.
+    Failed(AgentFailure),
+    /// `agent()` throws this message (the schema was never met).
+    Thrown { message: String, usage: Usage },
+}
 
 /// Something the driver waits for.
 pub enum Wake {
-    Agent { id: u64, result: AgentResult },
+    Agent { id: u64, end: AgentEnd },
     Timer { id: u64 },
+}
+
+/// Runs one agent call: with a schema, each invalid reply is sent back with
+/// its validation errors, up to `max_tries` tries in all.
+pub async fn run_agent(
+    backend: Arc<dyn AgentBackend>,
+    mut request: AgentRequest,
+    max_tries: u32,
+) -> AgentEnd {
+    let Some(schema) = request.schema.clone() else {
+        return match backend.run(request).await {
+            Ok(reply) => AgentEnd::Reply(reply),
+            Err(failure) => AgentEnd::Failed(failure),
+        };
+    };
+    let mut usage = Usage::default();
+    let max_tries = max_tries.max(1);
+    for attempt in 1..=max_tries {
+        request.attempt = attempt;
+        let reply = match backend.run(request.clone()).await {
+            Ok(reply) => reply,
+            Err(failure) => {
+                usage += failure.usage;
+                return AgentEnd::Failed(AgentFailure {
+                    reason: failure.reason,
+                    usage,
+                });
+            }
+        };
+        usage += reply.usage;
+        let value = match reply.output {
+            AgentOutput::Json(v) => Some(v),
+            AgentOutput::Text(t) => parse_reply(&t),
+        };
+        let errors = match &value {
+            Some(v) => schema.errors(v),
+            None => vec!["the reply is not JSON".to_string()],
+        };
+        match value {
+            Some(v) if errors.is_empty() => {
+                return AgentEnd::Reply(AgentReply {
+                    output: AgentOutput::Json(v),
+                    usage,
+                });
+            }
+            _ => request.feedback = errors,
+        }
+    }
+    AgentEnd::Thrown {
+        message: format!(
+            "agent output did not match opts.schema after {max_tries} tries: {}",
+            request.feedback.join("; ")
+        ),
+        usage,
+    }
 }
 
 /// What the scheduler remembers of a started agent.
@@ -34,6 +101,7 @@ pub struct Scheduler {
     queue: VecDeque<AgentRequest>,
     running: HashMap<u64, Running>,
     tx: UnboundedSender<Wake>,
+    schema_tries: u32,
     /// Most agents that ever ran at once.
     pub peak: usize,
 }
@@ -42,6 +110,7 @@ impl Scheduler {
     pub fn new(
         backend: Arc<dyn AgentBackend>,
         concurrency: usize,
+        schema_tries: u32,
         tx: UnboundedSender<Wake>,
     ) -> Scheduler {
         Scheduler {
@@ -50,6 +119,7 @@ impl Scheduler {
             queue: VecDeque::new(),
             running: HashMap::new(),
             tx,
+            schema_tries,
             peak: 0,
         }
     }
@@ -89,11 +159,11 @@ impl Scheduler {
             let phase = request.phase.clone();
             events.agent_started(id, &label, phase.as_deref());
             let tx = self.tx.clone();
-            let work = self.backend.run(request);
+            let work = run_agent(self.backend.clone(), request, self.schema_tries);
             let task = tokio::spawn(async move {
-                let result = work.await;
+                let end = work.await;
                 // The driver may already be gone (run ended): nothing to do.
-                let _ = tx.send(Wake::Agent { id, result });
+                let _ = tx.send(Wake::Agent { id, end });
             });
             self.running.insert(
                 id,

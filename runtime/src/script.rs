@@ -7,13 +7,18 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::InputError;
+use crate::check::{self, Analysis, CheckOptions, Finding, Meta, Rejection};
+use crate::error::{InputError, RunError, ScriptFailure};
 
 /// Largest script accepted (the contract's limit).
 pub const MAX_SCRIPT_BYTES: usize = 512 * 1024;
 
 const PREFIX: &str = "(async function(){'use strict';";
 const SUFFIX: &str = "\n})()";
+/// A child of `workflow()`: a function of its own `args`, whose `workflow`
+/// throws (one level of nesting only).
+const CHILD_PREFIX: &str = "(async function(args, workflow){'use strict';";
+const CHILD_SUFFIX: &str = "\n})";
 
 /// A script read from disk, checked, and ready to compile.
 #[derive(Debug, Clone)]
@@ -23,85 +28,134 @@ pub struct Script {
     pub filename: String,
     /// The user's source, unchanged.
     pub source: String,
+    /// `meta`, when the script has one.
+    pub meta: Option<Meta>,
+    /// Findings that did not stop the script (shown on stderr).
+    pub warnings: Vec<Finding>,
     /// What the engine compiles.
     pub wrapped: String,
+    export_offset: Option<usize>,
 }
 
 impl Script {
-    /// Reads and checks `path`.
-    pub fn load(path: &Path) -> Result<Script, InputError> {
-        let bytes = std::fs::read(path).map_err(|e| InputError::ReadScript {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        if bytes.len() > MAX_SCRIPT_BYTES {
-            return Err(InputError::ScriptTooLarge {
-                path: path.to_path_buf(),
-                size: bytes.len(),
-            });
-        }
-        let source = String::from_utf8(bytes).map_err(|e| {
-            let at = e.utf8_error().valid_up_to();
-            let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-            InputError::NotUtf8 {
-                path: path.to_path_buf(),
-                line,
-                byte: at,
-            }
-        })?;
+    /// Reads `path` and runs the static checks.
+    pub fn load(path: &Path, options: CheckOptions) -> Result<Script, RunError> {
+        let source = read_source(path)?;
         let filename = path
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_else(|| "workflow.js".into());
-        Ok(Script::from_source(path.to_path_buf(), filename, source))
+        Script::from_source(path.to_path_buf(), filename, source, options)
     }
 
-    /// Prepares in-memory source (tests, embedders).
-    pub fn from_source(path: PathBuf, filename: String, source: String) -> Script {
-        let wrapped = wrap(&source);
-        Script {
+    /// Checks and prepares in-memory source (tests, embedders).
+    pub fn from_source(
+        path: PathBuf,
+        filename: String,
+        source: String,
+        options: CheckOptions,
+    ) -> Result<Script, RunError> {
+        let Analysis {
+            meta,
+            export_offset,
+            warnings,
+        } = check::analyze(&source, options).map_err(|r| RunError::Script(rejection_failure(r)))?;
+        let wrapped = wrap(&source, export_offset, PREFIX, SUFFIX);
+        Ok(Script {
             path,
             filename,
             source,
+            meta,
+            warnings,
             wrapped,
+            export_offset,
+        })
+    }
+
+    /// The name users know the workflow by: `meta.name`, else the file stem.
+    pub fn name(&self) -> String {
+        match &self.meta {
+            Some(m) => m.name.clone(),
+            None => self
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| self.filename.clone()),
         }
+    }
+
+    /// The body wrapped as a child of `workflow()`.
+    pub fn child_source(&self) -> String {
+        wrap(&self.source, self.export_offset, CHILD_PREFIX, CHILD_SUFFIX)
     }
 }
 
-/// Drops `export` from `export const meta` (blanked, so columns stay) and
-/// wraps the body in an async strict-mode function on the same lines.
-pub fn wrap(source: &str) -> String {
-    let mut body = String::with_capacity(source.len() + PREFIX.len() + SUFFIX.len());
-    let source = source.strip_prefix('\u{feff}').unwrap_or(source);
-    // A `#!` line would be a syntax error inside the function: blank it.
-    let source_owned;
-    let source = if source.starts_with("#!") {
-        let end = source.find('\n').unwrap_or(source.len());
-        source_owned = format!("{}{}", " ".repeat(end), &source[end..]);
-        source_owned.as_str()
-    } else {
-        source
-    };
-    body.push_str(PREFIX);
-    let mut done = false;
-    for line in source.split_inclusive('\n') {
-        if !done {
-            let trimmed = line.trim_start();
-            if let Some(rest) = trimmed.strip_prefix("export")
-                && rest.starts_with(char::is_whitespace)
-                && rest.trim_start().starts_with("const meta")
-            {
-                let indent = line.len() - trimmed.len();
-                body.push_str(&line[..indent]);
-                body.push_str("      ");
-                body.push_str(rest);
-                done = true;
-                continue;
-            }
-        }
-        body.push_str(line);
+/// Reads a script file: size and encoding checks.
+fn read_source(path: &Path) -> Result<String, InputError> {
+    let meta = std::fs::metadata(path).map_err(|e| InputError::ReadScript {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if meta.len() > MAX_SCRIPT_BYTES as u64 {
+        return Err(InputError::ScriptTooLarge {
+            path: path.to_path_buf(),
+            size: meta.len() as usize,
+        });
     }
-    body.push_str(SUFFIX);
+    let bytes = std::fs::read(path).map_err(|e| InputError::ReadScript {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if bytes.len() > MAX_SCRIPT_BYTES {
+        return Err(InputError::ScriptTooLarge {
+            path: path.to_path_buf(),
+            size: bytes.len(),
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        InputError::NotUtf8 {
+            path: path.to_path_buf(),
+            line,
+            byte: at,
+        }
+    })
+}
+
+/// A static-check rejection as a script failure (first finding's line).
+pub fn rejection_failure(r: Rejection) -> ScriptFailure {
+    let line = r.findings.first().map(|f| f.line);
+    let message = match r.findings.as_slice() {
+        [one] => one.message.clone(),
+        many => many
+            .iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    ScriptFailure {
+        name: r.kind.to_string(),
+        message,
+        stack: None,
+        line,
+    }
+}
+
+/// Blanks the `export` keyword of `export const meta` (so columns stay) and
+/// wraps the body on the same lines.
+fn wrap(source: &str, export_offset: Option<usize>, prefix: &str, suffix: &str) -> String {
+    let mut body = String::with_capacity(source.len() + prefix.len() + suffix.len());
+    body.push_str(prefix);
+    match export_offset {
+        Some(at) if source.get(at..at + 6) == Some("export") => {
+            body.push_str(&source[..at]);
+            body.push_str("      ");
+            body.push_str(&source[at + 6..]);
+        }
+        _ => body.push_str(source),
+    }
+    body.push_str(suffix);
     body
 }
 
@@ -120,33 +174,57 @@ pub fn line_in_stack(stack: &str, filename: &str) -> Option<(u32, u32)> {
 mod tests {
     use super::*;
 
+    fn script(src: &str) -> Script {
+        Script::from_source(
+            "f.js".into(),
+            "f.js".into(),
+            src.into(),
+            CheckOptions::default(),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn wrap_keeps_lines_and_columns() {
-        let src = "export const meta = { name: 'x' }\nconst a = 1\nreturn a\n";
-        let w = wrap(src);
-        assert!(w.starts_with(PREFIX));
+        let w =
+            script("export const meta = { name: 'x', description: 'd' }\nconst a = 1\nreturn a\n")
+                .wrapped;
         let lines: Vec<&str> = w.lines().collect();
         assert_eq!(
             lines[0],
-            format!("{PREFIX}       const meta = {{ name: 'x' }}")
+            format!("{PREFIX}       const meta = {{ name: 'x', description: 'd' }}")
         );
         assert_eq!(lines[1], "const a = 1");
         assert_eq!(lines[2], "return a");
-        assert_eq!(lines[3], "");
         assert_eq!(lines[4], "})()");
     }
 
     #[test]
-    fn only_the_meta_export_is_dropped() {
-        let w = wrap("const s = 'export const meta'\nexport const other = 1\n");
-        assert!(w.contains("export const other"));
+    fn only_the_meta_export_is_blanked() {
+        let w = script(
+            "export const meta = { name: 'x', description: 'd' }\nconst s = 'export const meta'\n",
+        )
+        .wrapped;
+        assert!(w.contains("'export const meta'"));
     }
 
     #[test]
-    fn shebang_is_blanked() {
-        let w = wrap("#!/usr/bin/env wasmflow\nreturn 1\n");
-        assert!(!w.contains("#!"));
-        assert_eq!(w.lines().nth(1), Some("return 1"));
+    fn child_wrapping_takes_args_and_workflow() {
+        let s = script("return args\n");
+        assert!(s.child_source().starts_with(CHILD_PREFIX));
+        assert!(s.child_source().ends_with("\n})"));
+    }
+
+    #[test]
+    fn name_falls_back_to_the_file_stem() {
+        let s = Script::from_source(
+            "dir/sweep.js".into(),
+            "sweep.js".into(),
+            "return 1".into(),
+            CheckOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(s.name(), "sweep");
     }
 
     #[test]

@@ -90,7 +90,7 @@ fn bad_sim_rules() {
         ("not json", "not a valid rules file"),
         (
             r#"{"rules": [{"match": {"label": "x"}, "reply": "a", "error": "b"}]}"#,
-            "both",
+            "more than one",
         ),
         (r#"{"rules": [{"latency": 5}]}"#, "latency"),
     ];

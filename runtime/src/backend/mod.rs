@@ -29,6 +29,11 @@ pub struct AgentRequest {
     pub phase: Option<String>,
     /// 1 for the first try.
     pub attempt: u32,
+    /// `opts.schema`, compiled: the reply must be a JSON value matching it.
+    pub schema: Option<crate::schema::Schema>,
+    /// On a schema retry: what was wrong with the previous reply. Backends
+    /// with sessions send only this; others use [`Self::prompt_with_feedback`].
+    pub feedback: Vec<String>,
 }
 
 impl AgentRequest {

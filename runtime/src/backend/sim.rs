@@ -38,6 +38,11 @@ pub struct SimRule {
     pub matcher: SimMatch,
     pub reply: Option<Value>,
     pub error: Option<String>,
+    /// Reply with output that fails the call's schema.
+    #[serde(default)]
+    pub invalid: bool,
+    /// The rule applies only to these tries (1-based); all when absent.
+    pub attempts: Option<Vec<u32>>,
     pub latency_ms: Option<u64>,
     pub usage: Option<SimUsage>,
 }
@@ -48,8 +53,10 @@ pub struct SimRule {
 pub struct SimMatch {
     /// Glob over `opts.label` (`*` any run, `?` one character).
     pub label: Option<String>,
-    /// Substring of the prompt.
+    /// Substring of the prompt, or `/regex/` to match a regular expression.
     pub prompt: Option<String>,
+    #[serde(skip)]
+    regex: Option<regex::Regex>,
 }
 
 /// What happens when no rule matches.
@@ -74,16 +81,35 @@ impl SimRules {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
         let rules: SimRules =
             serde_json::from_str(&text).map_err(|e| format!("not a valid rules file: {e}"))?;
-        for (i, rule) in rules.rules.iter().enumerate() {
-            if rule.reply.is_some() && rule.error.is_some() {
-                return Err(format!("rule {i} has both `reply` and `error`; keep one"));
+        let mut rules = rules;
+        for (i, rule) in rules.rules.iter_mut().enumerate() {
+            let outcomes = [rule.reply.is_some(), rule.error.is_some(), rule.invalid];
+            if outcomes.iter().filter(|b| **b).count() > 1 {
+                return Err(format!(
+                    "rule {i} has more than one of `reply`, `error` and `invalid`; keep one"
+                ));
+            }
+            if let Some(p) = &rule.matcher.prompt
+                && p.len() >= 2
+                && p.starts_with('/')
+                && p.ends_with('/')
+            {
+                let re = regex::Regex::new(&p[1..p.len() - 1]).map_err(|e| {
+                    format!("rule {i}: match.prompt is not a valid regular expression: {e}")
+                })?;
+                rule.matcher.regex = Some(re);
             }
         }
         Ok(rules)
     }
 
     fn find(&self, request: &AgentRequest) -> Option<&SimRule> {
-        self.rules.iter().find(|r| r.matcher.matches(request))
+        self.rules.iter().find(|r| {
+            r.attempts
+                .as_ref()
+                .is_none_or(|a| a.contains(&request.attempt))
+                && r.matcher.matches(request)
+        })
     }
 }
 
@@ -94,12 +120,11 @@ impl SimMatch {
         {
             return false;
         }
-        if let Some(sub) = &self.prompt
-            && !request.prompt.contains(sub.as_str())
-        {
-            return false;
+        match (&self.regex, &self.prompt) {
+            (Some(re), _) => re.is_match(&request.prompt),
+            (None, Some(sub)) => request.prompt.contains(sub.as_str()),
+            (None, None) => true,
         }
-        true
     }
 }
 
@@ -215,12 +240,18 @@ impl AgentBackend for SimBackend {
             .unwrap_or(self.default_latency);
         let usage_override = rule.and_then(|r| r.usage).or(self.rules.default.usage);
         let input_tokens = estimate_tokens(&request.prompt);
+        let schema = request.schema.as_ref().map(|s| s.value.clone());
         let outcome: Result<AgentOutput, String> = match rule {
             Some(SimRule { error: Some(e), .. }) => Err(e.clone()),
             Some(SimRule { reply: Some(v), .. }) => Ok(output_of(v)),
-            _ => match &self.rules.default.reply {
-                Some(v) => Ok(output_of(v)),
-                None => Ok(AgentOutput::Text(default_text(&key, &request.prompt))),
+            Some(SimRule { invalid: true, .. }) => Ok(match &schema {
+                Some(s) => AgentOutput::Json(crate::schema::invalid_sample(s)),
+                None => AgentOutput::Text("(sim) invalid output".into()),
+            }),
+            _ => match (&self.rules.default.reply, &schema) {
+                (Some(v), _) => Ok(output_of(v)),
+                (None, Some(s)) => Ok(AgentOutput::Json(crate::schema::sample(s, &key[..8]))),
+                (None, None) => Ok(AgentOutput::Text(default_text(&key, &request.prompt))),
             },
         };
         let usage = usage_override
@@ -292,6 +323,12 @@ mod tests {
         std::fs::write(&p, r#"{"rules":[{"match":{"lable":"x"}}]}"#).unwrap();
         assert!(SimRules::load(&p).unwrap_err().contains("lable"));
         std::fs::write(&p, r#"{"rules":[{"reply":"a","error":"b"}]}"#).unwrap();
-        assert!(SimRules::load(&p).unwrap_err().contains("both"));
+        assert!(SimRules::load(&p).unwrap_err().contains("more than one"));
+        std::fs::write(&p, r#"{"rules":[{"match":{"prompt":"/a(/"}}]}"#).unwrap();
+        assert!(
+            SimRules::load(&p)
+                .unwrap_err()
+                .contains("regular expression")
+        );
     }
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use wasmflow::backend::sim::{SimBackend, SimRules};
 use wasmflow::error::exit;
-use wasmflow::{EventSink, Limits, RunConfig, Script, WorkflowEngine, run_script};
+use wasmflow::{EventSink, RunConfig, Script, WorkflowEngine, run_script};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -31,12 +31,18 @@ fn median(mut xs: Vec<Duration>) -> Duration {
 }
 
 fn run_once(engine: &WorkflowEngine, source: &str) -> Result<Duration, String> {
-    let script = Script::from_source("bench.js".into(), "bench.js".into(), source.into());
-    let config = RunConfig {
-        limits: Limits::default(),
-        args_json: "null".into(),
-        backend: Arc::new(SimBackend::new(SimRules::default(), Duration::ZERO, None)),
-    };
+    let script = Script::from_source(
+        "bench.js".into(),
+        "bench.js".into(),
+        source.into(),
+        Default::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let config = RunConfig::new(Arc::new(SimBackend::new(
+        SimRules::default(),
+        Duration::ZERO,
+        None,
+    )));
     let start = Instant::now();
     let outcome = run_script(engine, &script, config, EventSink::silent());
     let took = start.elapsed();

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use wasmflow::error::exit;
 
 mod bench;
+mod list;
 mod run;
 
 /// Run LLM workflow scripts in a WebAssembly sandbox.
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run a workflow script; its result goes to stdout as JSON.
     Run(Box<RunArgs>),
+    /// List saved workflows: name, description, phases, where found.
+    List(list::ListArgs),
     /// Measure the engine: instantiate, process start, agent round trips.
     Bench(bench::BenchArgs),
 }
@@ -28,8 +31,11 @@ enum Command {
 /// Flags of `wasmflow run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The workflow script (.js).
-    pub script: PathBuf,
+    /// The workflow: a script file (.js) or the name of a saved workflow.
+    pub script: String,
+    /// Plain text for the script's `args` (as with `/name some text`).
+    #[arg(trailing_var_arg = true, value_name = "TEXT")]
+    pub text: Vec<String>,
     /// The value the script sees as `args`, as JSON (e.g. '{"n": 3}' or '"text"').
     #[arg(long, value_name = "JSON", conflicts_with = "args_file")]
     pub args: Option<String>,
@@ -57,6 +63,16 @@ pub struct RunArgs {
     /// Wall-clock limit for the whole run (e.g. 90s, 30m, 12h).
     #[arg(long, value_name = "DURATION", default_value = "12h", value_parser = wasmflow::limits::parse_duration)]
     pub timeout: std::time::Duration,
+    /// Output-token budget the script sees as `budget` (e.g. 500k); agent()
+    /// throws WorkflowBudgetExceededError once it is spent.
+    #[arg(long, value_name = "TOKENS", value_parser = wasmflow::limits::parse_tokens)]
+    pub budget: Option<u64>,
+    /// Tries for an agent whose reply must match opts.schema.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub schema_tries: u32,
+    /// Unknown agent() options and meta keys are errors, not warnings.
+    #[arg(long)]
+    pub strict: bool,
     /// Print one JSON summary object instead of the bare result.
     #[arg(long)]
     pub json: bool,
@@ -99,6 +115,7 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Run(args) => run::run(*args),
+        Command::List(args) => list::list(args),
         Command::Bench(args) => bench::bench(args),
     }
 }

@@ -1,5 +1,6 @@
 //! `wasmflow run`.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -7,7 +8,9 @@ use serde_json::Value;
 
 use wasmflow::backend::AgentBackend;
 use wasmflow::backend::sim::{SimBackend, SimRules, SimTrace};
+use wasmflow::check::CheckOptions;
 use wasmflow::error::{InputError, RunError, exit};
+use wasmflow::saved;
 use wasmflow::summary::RunSummary;
 use wasmflow::{EventSink, Limits, RunConfig, Script, WorkflowEngine, run_script};
 
@@ -74,7 +77,22 @@ fn print_error(e: &RunError) {
 type Outcome = (Result<Value, RunError>, wasmflow::summary::Stats);
 
 fn prepare_and_run(args: RunArgs) -> Result<Outcome, RunError> {
-    let script = Script::load(&args.script)?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| InputError::Invalid(format!("cannot read the working directory: {e}")))?;
+    let saved = saved::search_dirs(&cwd, saved::home_dir().as_deref());
+    let path = resolve_target(&args.script, &saved)?;
+    let script = Script::load(
+        &path,
+        CheckOptions {
+            strict: args.strict,
+        },
+    )?;
+    for w in &script.warnings {
+        eprintln!(
+            "warning: {}:{}:{}: {}",
+            script.filename, w.line, w.column, w.message
+        );
+    }
     let args_json = read_args(&args)?;
     let backend = make_backend(&args)?;
     let events =
@@ -95,6 +113,10 @@ fn prepare_and_run(args: RunArgs) -> Result<Outcome, RunError> {
         limits,
         args_json,
         backend,
+        budget: args.budget,
+        schema_tries: args.schema_tries,
+        strict: args.strict,
+        saved,
     };
     let outcome = run_script(&engine, &script, config, events);
     let mut events = outcome.events;
@@ -118,7 +140,25 @@ fn prepare_and_run(args: RunArgs) -> Result<Outcome, RunError> {
     Ok((outcome.result, outcome.stats))
 }
 
+/// A path to a script, or the name of a saved workflow.
+fn resolve_target(target: &str, saved: &[saved::SearchDir]) -> Result<PathBuf, InputError> {
+    let path = Path::new(target);
+    if path.exists() || target.ends_with(".js") || target.contains(std::path::MAIN_SEPARATOR) {
+        return Ok(path.to_path_buf());
+    }
+    saved::find(target, saved).ok_or_else(|| InputError::Invalid(saved::not_found(target, saved)))
+}
+
 fn read_args(args: &RunArgs) -> Result<String, InputError> {
+    if !args.text.is_empty() {
+        if args.args.is_some() || args.args_file.is_some() {
+            return Err(InputError::Invalid(
+                "give args either as text after the workflow or with --args/--args-file, not both"
+                    .into(),
+            ));
+        }
+        return Ok(Value::String(args.text.join(" ")).to_string());
+    }
     if let Some(text) = &args.args {
         let value: Value = serde_json::from_str(text).map_err(|e| InputError::ArgsJson {
             reason: e.to_string(),
