@@ -226,7 +226,7 @@
     start(argsJson, run, total) {
       if (started) throw new Error('start() called twice');
       started = true;
-      budgetTotal = total;
+      budgetTotal = typeof total === 'number' ? total : null;
       define('args', JSON.parse(argsJson));
       let p;
       try { p = run(); } catch (e) { p = Promise.reject(e); }

@@ -4,6 +4,7 @@ mod support;
 
 mod cli_input;
 mod concurrency;
+mod conformance;
 mod engine_artifact;
 mod examples;
 mod limits;

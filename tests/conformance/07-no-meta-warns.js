@@ -1,0 +1,2 @@
+// expect: {"result": "ran", "stderr_contains": ["no `export const meta"]}
+return 'ran'
