@@ -109,8 +109,8 @@ fn native_object<'js>(ctx: &Ctx<'js>) -> quickjs::Result<Object<'js>> {
     )?;
     native.set(
         "setTimer",
-        Function::new(ctx.clone(), |ms: f64| {
-            host::set_timer(ms.clamp(0.0, u32::MAX as f64) as u32) as f64
+        Function::new(ctx.clone(), |ctx: Ctx<'js>, ms: f64| {
+            id_value(&ctx, host::set_timer(ms.clamp(0.0, u32::MAX as f64) as u32))
         })?,
     )?;
     native.set(
@@ -187,7 +187,7 @@ fn spawn<'js>(
         phase,
     };
     match host::spawn(&request) {
-        Ok(id) => Ok(Value::new_number(ctx, id as f64)),
+        Ok(id) => Ok(id_value(&ctx, id)),
         Err(err) => {
             let (kind, message) = match err {
                 SpawnError::CapReached(m) => ("cap", m),
@@ -199,6 +199,15 @@ fn spawn<'js>(
             obj.set("message", message)?;
             Ok(obj.into_value())
         }
+    }
+}
+
+/// Ids cross as small integers where they fit: QuickJS hashes float keys of
+/// a `Map` poorly, and the prelude keys its pending agents by id.
+fn id_value<'js>(ctx: &Ctx<'js>, id: u64) -> Value<'js> {
+    match i32::try_from(id) {
+        Ok(small) => Value::new_int(ctx.clone(), small),
+        Err(_) => Value::new_number(ctx.clone(), id as f64),
     }
 }
 
@@ -391,7 +400,7 @@ impl driver::Guest for Component {
                 for event in events {
                     match event {
                         Event::Agent(result) => {
-                            let id = result.id as f64;
+                            let id = id_value(&ctx, result.id);
                             let output_tokens = result.usage.output_tokens as f64;
                             if let AgentOutcome::Error(message) = result.outcome {
                                 agent_error
@@ -406,7 +415,7 @@ impl driver::Guest for Component {
                         }
                         Event::Timer(id) => {
                             timer_fired
-                                .call::<_, ()>((id as f64,))
+                                .call::<_, ()>((id_value(&ctx, id),))
                                 .map_err(|e| caught(&ctx, e))?;
                         }
                     }

@@ -5,8 +5,12 @@
 (function (native) {
   'use strict';
 
-  const agents = new Map(); // agent id -> { resolve, reject }
-  const timers = new Map(); // timer id -> { fn, args }
+  // Pending work by id. Not Map: QuickJS hashes integer Map keys by their
+  // float64 bits, which puts every small id in one bucket (quadratic).
+  const agents = Object.create(null); // agent id -> { resolve, reject }
+  const timers = Object.create(null); // timer id -> { fn, args }
+  let agentsInFlight = 0;
+  let timersInFlight = 0;
   let currentPhase = null;
   let outcome = null; // { ok: value } | { err: thrown }
   let started = false;
@@ -62,7 +66,10 @@
         : r.kind === 'cap' ? WorkflowAgentCapError : TypeError;
       return Promise.reject(new E(r.message));
     }
-    return new Promise((resolve, reject) => { agents.set(r, { resolve, reject }); });
+    return new Promise((resolve, reject) => {
+      agents[r] = { resolve, reject };
+      agentsInFlight++;
+    });
   }
 
   const budget = Object.freeze({
@@ -103,12 +110,13 @@
     });
     // Thunks run here, in input order, so their agents queue in call order.
     return Promise.all(thunks.map((t, i) => {
-      let p;
-      try { p = Promise.resolve(t()); } catch (e) { p = Promise.reject(e); }
-      return p.then((v) => v, (e) => {
+      const slotNull = (e) => {
         native.log(LOG.warn, `parallel(): item ${i} threw, its slot is null: ${formatValue(e)}`);
         return null;
-      });
+      };
+      let p;
+      try { p = t(); } catch (e) { return slotNull(e); }
+      return p instanceof Promise ? p.then(undefined, slotNull) : p;
     }));
   }
 
@@ -153,12 +161,17 @@
     if (!(delay > 0)) delay = 0;
     delay = Math.min(Math.floor(delay), 0xffffffff);
     const id = native.setTimer(delay);
-    timers.set(id, { fn, args });
+    timers[id] = { fn, args };
+    timersInFlight++;
     return id;
   }
 
   function clearTimeout(id) {
-    if (timers.delete(id)) native.clearTimer(id);
+    if (typeof id === 'number' && timers[id] !== undefined) {
+      delete timers[id];
+      timersInFlight--;
+      native.clearTimer(id);
+    }
   }
 
   // Determinism: these would make a resumed run take other branches.
@@ -234,24 +247,27 @@
     },
     agentDone(id, value, outputTokens) {
       budgetSpent += outputTokens;
-      const a = agents.get(id);
-      if (!a) return false;
-      agents.delete(id);
+      const a = agents[id];
+      if (a === undefined) return false;
+      delete agents[id];
+      agentsInFlight--;
       a.resolve(value);
       return true;
     },
     agentError(id, message, outputTokens) {
       budgetSpent += outputTokens;
-      const a = agents.get(id);
-      if (!a) return false;
-      agents.delete(id);
+      const a = agents[id];
+      if (a === undefined) return false;
+      delete agents[id];
+      agentsInFlight--;
       a.reject(new Error(message));
       return true;
     },
     timerFired(id) {
-      const t = timers.get(id);
-      if (!t) return;
-      timers.delete(id);
+      const t = timers[id];
+      if (t === undefined) return;
+      delete timers[id];
+      timersInFlight--;
       try {
         t.fn(...t.args);
       } catch (e) {
@@ -272,7 +288,7 @@
         if (json === undefined) json = 'null';
         return { state: 'ok', json };
       }
-      const inflight = agents.size + timers.size;
+      const inflight = agentsInFlight + timersInFlight;
       if (inflight === 0) {
         return {
           state: 'err', name: 'Deadlock',

@@ -85,6 +85,11 @@ impl EventSink {
         }
     }
 
+    /// Whether per-agent events are recorded (an events file is open).
+    pub fn records_agents(&self) -> bool {
+        self.file.is_some()
+    }
+
     pub fn phase(&mut self, title: &str) {
         if self.progress {
             eprintln!("wasmflow: ▸ phase {title}");
@@ -103,10 +108,16 @@ impl EventSink {
     }
 
     pub fn agent_queued(&mut self, id: u64, label: &str, phase: Option<&str>) {
+        if self.file.is_none() {
+            return;
+        }
         self.write(json!({"type": "agent_queued", "id": id, "label": label, "phase": phase}));
     }
 
     pub fn agent_started(&mut self, id: u64, label: &str, phase: Option<&str>) {
+        if self.file.is_none() {
+            return;
+        }
         self.write(json!({"type": "agent_started", "id": id, "label": label, "phase": phase}));
     }
 
@@ -128,6 +139,9 @@ impl EventSink {
                 None => eprintln!("wasmflow:   ✓ {label} ({tally})"),
                 Some(reason) => eprintln!("wasmflow:   ✗ {label}: {reason} ({tally})"),
             }
+        }
+        if self.file.is_none() {
+            return;
         }
         let mut event = json!({
             "type": if failure.is_some() { "agent_failed" } else { "agent_done" },

@@ -22,7 +22,13 @@ pub fn content_key(prompt: &str, options: &Map<String, Value>) -> String {
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -42,6 +48,11 @@ mod tests {
         );
         let b = content_key("p", &opts(json!({"phase": "y", "model": "haiku"})));
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn hex_encodes() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
     }
 
     #[test]

@@ -140,11 +140,13 @@ impl Scheduler {
 
     /// Queues an agent behind those already waiting.
     pub fn submit(&mut self, request: AgentRequest, events: &mut EventSink) {
-        events.agent_queued(
-            request.id,
-            &request.display_label(),
-            request.phase.as_deref(),
-        );
+        if events.records_agents() {
+            events.agent_queued(
+                request.id,
+                &request.display_label(),
+                request.phase.as_deref(),
+            );
+        }
         self.queue.push_back(request);
     }
 
