@@ -86,9 +86,11 @@ fn native_object<'js>(ctx: &Ctx<'js>) -> quickjs::Result<Object<'js>> {
         "spawn",
         Function::new(
             ctx.clone(),
-            |ctx: Ctx<'js>, prompt: String, options_json: String, phase: Option<String>| {
-                spawn(ctx, prompt, options_json, phase)
-            },
+            |ctx: Ctx<'js>,
+             prompt: String,
+             options_json: String,
+             phase: Option<String>,
+             priority: f64| { spawn(ctx, prompt, options_json, phase, priority) },
         )?,
     )?;
     native.set(
@@ -180,11 +182,13 @@ fn spawn<'js>(
     prompt: String,
     options_json: String,
     phase: Option<String>,
+    priority: f64,
 ) -> quickjs::Result<Value<'js>> {
     let request = AgentRequest {
         prompt,
         options_json,
         phase,
+        priority: priority.clamp(0.0, u32::MAX as f64) as u32,
     };
     match host::spawn(&request) {
         Ok(id) => Ok(id_value(&ctx, id)),

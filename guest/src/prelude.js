@@ -12,6 +12,7 @@
   let agentsInFlight = 0;
   let timersInFlight = 0;
   let currentPhase = null;
+  let currentStage = 0; // pipeline stage of agent() calls made right now
   let outcome = null; // { ok: value } | { err: thrown }
   let started = false;
   let budgetTotal = null; // output tokens; null: no budget
@@ -60,7 +61,7 @@
         `the budget of ${budgetTotal} output tokens is spent (${budgetSpent} used): no new agents; agents already running keep their results`));
     }
     const phase = opts && typeof opts.phase === 'string' ? opts.phase : currentPhase;
-    const r = native.spawn(prompt, optionsJson, phase);
+    const r = native.spawn(prompt, optionsJson, phase, currentStage);
     if (typeof r !== 'number') {
       const E = r.kind === 'budget' ? WorkflowBudgetExceededError
         : r.kind === 'cap' ? WorkflowAgentCapError : TypeError;
@@ -130,7 +131,13 @@
       let prev = item;
       for (let s = 0; s < stages.length; s++) {
         try {
-          prev = await stages[s](prev, item, index);
+          // Agents the stage spawns before its first await carry the stage
+          // as their queue priority (see agent-request.priority).
+          const outer = currentStage;
+          currentStage = s;
+          let step;
+          try { step = stages[s](prev, item, index); } finally { currentStage = outer; }
+          prev = await step;
         } catch (e) {
           native.log(LOG.warn, `pipeline(): stage ${s} threw for item ${index}, the item is null: ${formatValue(e)}`);
           return null;

@@ -198,6 +198,7 @@ impl host::Host for HostState {
             label,
             phase: request.phase,
             attempt: 1,
+            priority: request.priority,
             schema,
             feedback: Vec::new(),
         });

@@ -1,10 +1,14 @@
 //! Caps and queueing for live agents.
 //!
-//! At most `concurrency` agents run at once; the rest wait in a FIFO queue,
-//! so agents start in the order the script called `agent()`. Each running
-//! agent is a tokio task that sends its end back on the run's channel.
+//! At most `concurrency` agents run at once; the rest wait in a queue and
+//! start in the order the script called `agent()`, except that a higher
+//! priority starts first: `pipeline()` gives each agent its stage index, so
+//! an item's later stages do not wait behind every item's first stage.
+//! Each running agent is a tokio task that sends its end back on the run's
+//! channel.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -87,6 +91,30 @@ pub async fn run_agent(
     }
 }
 
+/// A queued agent; the heap pops the highest priority, then the lowest id
+/// (the earliest call).
+struct Queued(AgentRequest);
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0
+            .priority
+            .cmp(&other.0.priority)
+            .then_with(|| other.0.id.cmp(&self.0.id))
+    }
+}
+
 /// What the scheduler remembers of a started agent.
 pub struct Running {
     pub label: String,
@@ -98,7 +126,7 @@ pub struct Running {
 pub struct Scheduler {
     backend: Arc<dyn AgentBackend>,
     concurrency: usize,
-    queue: VecDeque<AgentRequest>,
+    queue: BinaryHeap<Queued>,
     running: HashMap<u64, Running>,
     tx: UnboundedSender<Wake>,
     schema_tries: u32,
@@ -116,7 +144,7 @@ impl Scheduler {
         Scheduler {
             backend,
             concurrency: concurrency.max(1),
-            queue: VecDeque::new(),
+            queue: BinaryHeap::new(),
             running: HashMap::new(),
             tx,
             schema_tries,
@@ -147,13 +175,13 @@ impl Scheduler {
                 request.phase.as_deref(),
             );
         }
-        self.queue.push_back(request);
+        self.queue.push(Queued(request));
     }
 
     /// Starts queued agents while there is room.
     pub fn pump(&mut self, events: &mut EventSink) {
         while self.running.len() < self.concurrency {
-            let Some(request) = self.queue.pop_front() else {
+            let Some(Queued(request)) = self.queue.pop() else {
                 break;
             };
             let id = request.id;

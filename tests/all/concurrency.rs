@@ -112,3 +112,72 @@ fn a_sequential_loop_never_overlaps() {
     assert_eq!(out.code, 0);
     assert_eq!(max_overlap(&read_trace(&out.path("trace.jsonl"))), 1);
 }
+
+fn by_label(trace: &[crate::support::Execution], label: &str) -> crate::support::Execution {
+    trace
+        .iter()
+        .find(|e| e.label.as_deref() == Some(label))
+        .unwrap_or_else(|| panic!("no execution labelled {label}"))
+        .clone()
+}
+
+#[test]
+fn pipeline_has_no_barrier_between_stages() {
+    let src = "const items = Array.from({ length: 40 }, (_, i) => i)\nconst r = await pipeline(items,\n  (x, item, i) => agent('first ' + i, { label: 's1:' + i }),\n  (prev, item, i) => agent('second ' + i, { label: 's2:' + i }))\nreturn r.length\n";
+    let out = run(
+        src,
+        &[
+            "--quiet",
+            "--concurrency",
+            "4",
+            "--sim-latency",
+            "5",
+            "--sim-trace",
+            "trace.jsonl",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let trace = read_trace(&out.path("trace.jsonl"));
+    assert_eq!(trace.len(), 80);
+    let second_of_first = by_label(&trace, "s2:0");
+    let first_of_last = by_label(&trace, "s1:39");
+    assert!(
+        second_of_first.start < first_of_last.end,
+        "item 0 entered stage 2 at {} but item 39 left stage 1 at {}",
+        second_of_first.start,
+        first_of_last.end
+    );
+    assert_eq!(max_overlap(&trace), 4);
+}
+
+#[test]
+fn parallel_is_a_barrier() {
+    let rules = r#"{"rules": [{"match": {"label": "slow"}, "latency_ms": 120},
+                              {"match": {"label": "fast:*"}, "latency_ms": 5}]}"#;
+    let src = "await parallel([() => agent('s', { label: 'slow' }), ...Array.from({ length: 6 }, (_, i) => () => agent('f' + i, { label: 'fast:' + i }))])\nawait parallel([() => agent('next', { label: 'next' })])\nreturn 'ok'\n";
+    let out = crate::support::run_with_files(
+        src,
+        &[("r.json", rules)],
+        &[
+            "--quiet",
+            "--sim-rules",
+            "r.json",
+            "--sim-trace",
+            "trace.jsonl",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let trace = read_trace(&out.path("trace.jsonl"));
+    let next = by_label(&trace, "next");
+    let barrier = trace
+        .iter()
+        .filter(|e| e.label.as_deref() != Some("next"))
+        .map(|e| e.end)
+        .max()
+        .unwrap();
+    assert!(
+        next.start >= barrier,
+        "`next` started at {} before the first parallel settled at {barrier}",
+        next.start
+    );
+}

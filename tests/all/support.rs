@@ -105,6 +105,7 @@ pub fn run_in(dir: &Path, script: &str, args: &[&str]) -> Output {
 #[derive(Debug, Clone)]
 pub struct Execution {
     pub label: Option<String>,
+    pub phase: Option<String>,
     pub start: u64,
     pub end: u64,
 }
@@ -116,6 +117,7 @@ pub fn read_trace(path: &Path) -> Vec<Execution> {
             let v: Value = serde_json::from_str(l).expect("trace line is JSON");
             Execution {
                 label: v["label"].as_str().map(String::from),
+                phase: v["phase"].as_str().map(String::from),
                 start: v["start_us"].as_u64().unwrap(),
                 end: v["end_us"].as_u64().unwrap(),
             }

@@ -29,6 +29,8 @@ pub struct AgentRequest {
     pub phase: Option<String>,
     /// 1 for the first try.
     pub attempt: u32,
+    /// Queue priority (higher starts first; then call order).
+    pub priority: u32,
     /// `opts.schema`, compiled: the reply must be a JSON value matching it.
     pub schema: Option<crate::schema::Schema>,
     /// On a schema retry: what was wrong with the previous reply. Backends

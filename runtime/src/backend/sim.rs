@@ -167,11 +167,12 @@ impl SimTrace {
         })
     }
 
-    fn record(&self, key: &str, label: Option<&str>, attempt: u32, start: Duration, end: Duration) {
+    fn record(&self, request: &TracedCall, start: Duration, end: Duration) {
         let line = serde_json::json!({
-            "key": key,
-            "label": label,
-            "attempt": attempt,
+            "key": request.key,
+            "label": request.label,
+            "phase": request.phase,
+            "attempt": request.attempt,
             "start_us": start.as_micros() as u64,
             "end_us": end.as_micros() as u64,
         });
@@ -180,6 +181,14 @@ impl SimTrace {
             let _ = writeln!(out, "{line}").and_then(|_| out.flush());
         }
     }
+}
+
+/// What a trace line says about the call.
+struct TracedCall {
+    key: String,
+    label: Option<String>,
+    phase: Option<String>,
+    attempt: u32,
 }
 
 /// The simulated backend.
@@ -270,21 +279,19 @@ impl AgentBackend for SimBackend {
         let trace = self.trace.clone();
         let epoch = self.epoch;
         let base = Duration::from_micros(self.epoch_unix_us);
-        let label = request.label.clone();
-        let attempt = request.attempt;
+        let call = TracedCall {
+            key,
+            label: request.label.clone(),
+            phase: request.phase.clone(),
+            attempt: request.attempt,
+        };
         Box::pin(async move {
             let start = epoch.elapsed();
             if !latency.is_zero() {
                 tokio::time::sleep(latency).await;
             }
             if let Some(trace) = trace {
-                trace.record(
-                    &key,
-                    label.as_deref(),
-                    attempt,
-                    base + start,
-                    base + epoch.elapsed(),
-                );
+                trace.record(&call, base + start, base + epoch.elapsed());
             }
             match outcome {
                 Ok(output) => Ok(AgentReply { output, usage }),
