@@ -81,7 +81,7 @@ pub fn parse_tokens(text: &str) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("`{text}` is not a token count (try 20000, 500k or 1.5m)"))?;
     let tokens = v * mult;
-    if !tokens.is_finite() || tokens < 1.0 || tokens > 1e15 {
+    if !tokens.is_finite() || !(1.0..=1e15).contains(&tokens) {
         return Err(format!("`{text}` is out of range"));
     }
     Ok(tokens.round() as u64)

@@ -69,3 +69,81 @@ fn route_audit_confirms_two_findings() {
         .collect();
     assert_eq!(per_phase, expected);
 }
+
+/// Every example with a rules file completes on the sim backend with its
+/// golden result, agent counts, and live executions per phase (from the
+/// trace; schema retries count as executions).
+#[test]
+fn every_example_matches_its_golden_file() {
+    let ex = examples_dir();
+    let mut names: Vec<String> = std::fs::read_dir(&ex)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            let name = p.file_name()?.to_str()?.strip_suffix(".js")?.to_string();
+            Some(name)
+        })
+        .collect();
+    names.sort();
+    assert!(names.len() >= 5, "examples: {names:?}");
+    for name in names {
+        let rules = ex.join(format!("{name}.rules.json"));
+        let expected_path = ex.join(format!("{name}.expected.json"));
+        assert!(
+            rules.exists() && expected_path.exists(),
+            "{name} needs a rules file and a golden file"
+        );
+        let expected: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&expected_path).unwrap()).unwrap();
+        let dir = temp_dir(&name);
+        let script = ex.join(format!("{name}.js"));
+        let out = run_in(
+            &dir,
+            script.to_str().unwrap(),
+            &[
+                "--quiet",
+                "--json",
+                "--sim-rules",
+                rules.to_str().unwrap(),
+                "--sim-trace",
+                "trace.jsonl",
+            ],
+        );
+        assert_eq!(out.code, 0, "{name}: {}", out.stderr);
+        let v = out.json();
+        assert_eq!(v["result"], expected["result"], "{name}: result");
+        assert_eq!(v["agents"], expected["agents"], "{name}: agent counts");
+        let mut per_phase: BTreeMap<String, u64> = BTreeMap::new();
+        for e in crate::support::read_trace(&out.path("trace.jsonl")) {
+            *per_phase
+                .entry(e.phase.unwrap_or_else(|| "(none)".into()))
+                .or_default() += 1;
+        }
+        let expected_phases: BTreeMap<String, u64> =
+            serde_json::from_value(expected["executions_per_phase"].clone()).unwrap();
+        assert_eq!(per_phase, expected_phases, "{name}: executions per phase");
+    }
+}
+
+#[test]
+fn the_bug_sweep_budget_guard_stops_early() {
+    let ex = examples_dir();
+    let dir = temp_dir("sweep-budget");
+    let out = run_in(
+        &dir,
+        ex.join("bug-sweep.js").to_str().unwrap(),
+        &[
+            "--quiet",
+            "--json",
+            "--budget",
+            "2000",
+            "--sim-rules",
+            ex.join("bug-sweep.rules.json").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v = out.json();
+    assert_eq!(v["result"]["stopped"], "budget");
+    assert_eq!(v["result"]["rounds"], 1);
+    assert_eq!(v["agents"]["spawned"], 3);
+}
