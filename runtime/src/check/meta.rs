@@ -96,7 +96,7 @@ pub(super) fn extract(
 }
 
 /// Converts a pure literal to JSON, naming what is not one.
-fn literal(e: &Expression<'_>, lines: &Lines<'_>, path: &str) -> Result<Value, Finding> {
+pub(super) fn literal(e: &Expression<'_>, lines: &Lines<'_>, path: &str) -> Result<Value, Finding> {
     let not_literal = |what: &str| {
         lines.at(
             e.span().start,

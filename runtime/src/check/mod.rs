@@ -7,8 +7,11 @@
 use std::fmt;
 
 use oxc_allocator::Allocator;
+use std::collections::HashMap;
+
 use oxc_ast::ast::{
-    Argument, CallExpression, Expression, ImportExpression, NewExpression, Program, Statement,
+    Argument, BindingPattern, CallExpression, Expression, ImportExpression, NewExpression,
+    ObjectPropertyKind, Program, Statement, VariableDeclarationKind,
 };
 use oxc_ast_visit::{Visit, walk};
 use oxc_parser::{ParseOptions, Parser};
@@ -37,7 +40,7 @@ impl fmt::Display for Finding {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     /// `SyntaxError`, `TypeScriptError`, `ImportError`,
-    /// `DeterminismError` or `MetaError`.
+    /// `DeterminismError`, `MetaError` or `SchemaError`.
     pub kind: &'static str,
     pub findings: Vec<Finding>,
 }
@@ -144,6 +147,7 @@ pub fn analyze(source: &str, options: CheckOptions) -> Result<Analysis, Rejectio
         imports: Vec::new(),
         nondeterministic: Vec::new(),
         phase_titles: Vec::new(),
+        schemas: Vec::new(),
     };
     visitor.visit_program(&program);
     if !visitor.imports.is_empty() {
@@ -158,6 +162,7 @@ pub fn analyze(source: &str, options: CheckOptions) -> Result<Analysis, Rejectio
             findings: visitor.nondeterministic,
         });
     }
+    check_literal_schemas(&program, &lines, &visitor.schemas)?;
     let (meta, export_offset, mut warnings) = meta::extract(&program, &lines, options)?;
     if let Some(meta) = &meta
         && !meta.phases.is_empty()
@@ -215,8 +220,71 @@ fn check_module_syntax(program: &Program<'_>, lines: &Lines<'_>) -> Result<(), R
     }
 }
 
+/// The `schema` option of an `agent()` call, as written.
+enum SchemaSource {
+    Literal(serde_json::Value),
+    /// A top-level `const` holding it.
+    Named(String),
+}
+
+/// Schemas written as literals (inline, or in a top-level `const` the call
+/// names) are compiled before the run, so a broken one stops the script
+/// before any agent runs. Others are checked when `agent()` is called.
+fn check_literal_schemas(
+    program: &Program<'_>,
+    lines: &Lines<'_>,
+    found: &[(SchemaSource, Finding)],
+) -> Result<(), Rejection> {
+    if found.is_empty() {
+        return Ok(());
+    }
+    let mut consts: HashMap<String, serde_json::Value> = HashMap::new();
+    for stmt in &program.body {
+        let Statement::VariableDeclaration(v) = stmt else {
+            continue;
+        };
+        if v.kind != VariableDeclarationKind::Const {
+            continue;
+        }
+        for d in &v.declarations {
+            if let (
+                BindingPattern::BindingIdentifier(id),
+                Some(init @ Expression::ObjectExpression(_)),
+            ) = (&d.id, &d.init)
+                && let Ok(value) = meta::literal(init, lines, id.name.as_str())
+            {
+                consts.insert(id.name.to_string(), value);
+            }
+        }
+    }
+    let mut findings = Vec::new();
+    for (source, at) in found {
+        let value = match source {
+            SchemaSource::Literal(v) => Some(v),
+            SchemaSource::Named(name) => consts.get(name),
+        };
+        if let Some(value) = value
+            && let Err(e) = crate::schema::Schema::compile(value)
+        {
+            findings.push(Finding {
+                message: format!("agent(): {e}"),
+                ..at.clone()
+            });
+        }
+    }
+    if findings.is_empty() {
+        Ok(())
+    } else {
+        Err(Rejection {
+            kind: "SchemaError",
+            findings,
+        })
+    }
+}
+
 struct Calls<'l, 's> {
     lines: &'l Lines<'s>,
+    schemas: Vec<(SchemaSource, Finding)>,
     imports: Vec<Finding>,
     nondeterministic: Vec<Finding>,
     /// Literal `phase('…')` titles and where they are.
@@ -249,6 +317,29 @@ impl<'a> Visit<'a> for Calls<'_, '_> {
                 it.span.start,
                 "`require` is not available in workflows: a script is one self-contained file",
             ));
+        } else if is_ident(&it.callee, "agent")
+            && let Some(Argument::ObjectExpression(opts)) = it.arguments.get(1)
+        {
+            for prop in &opts.properties {
+                let ObjectPropertyKind::ObjectProperty(p) = prop else {
+                    continue;
+                };
+                if p.computed || p.key.static_name().as_deref() != Some("schema") {
+                    continue;
+                }
+                let at = self.lines.at(p.span.start, "");
+                match &p.value {
+                    Expression::Identifier(id) => self
+                        .schemas
+                        .push((SchemaSource::Named(id.name.to_string()), at)),
+                    value @ Expression::ObjectExpression(_) => {
+                        if let Ok(v) = meta::literal(value, self.lines, "schema") {
+                            self.schemas.push((SchemaSource::Literal(v), at));
+                        }
+                    }
+                    _ => {}
+                }
+            }
         } else if is_ident(&it.callee, "phase")
             && let Some(Argument::StringLiteral(s)) = it.arguments.first()
         {
@@ -319,6 +410,29 @@ mod tests {
         let r = reject("const a = 1\nconst b = (a +\n");
         assert_eq!(r.kind, "SyntaxError");
         assert_eq!(r.findings[0].line, 3);
+    }
+
+    #[test]
+    fn literal_schemas_are_checked_before_the_run() {
+        let r = reject(
+            "const S = { type: 'bogus' }\nawait agent('a')\nawait agent('b', { schema: S })\n",
+        );
+        assert_eq!((r.kind, r.findings[0].line), ("SchemaError", 3));
+        let r = reject(
+            "await agent('b', { label: 'x', schema: { $ref: 'https://example.com/x.json' } })\n",
+        );
+        assert!(r.findings[0].message.contains("refused"), "{r:?}");
+        // Built at run time: left to the runtime check.
+        analyze(
+            "const S = make()\nawait agent('b', { schema: S })\n",
+            CheckOptions::default(),
+        )
+        .unwrap();
+        analyze(
+            "await agent('b', { schema: { type: 'object' } })\n",
+            CheckOptions::default(),
+        )
+        .unwrap();
     }
 
     #[test]

@@ -1,3 +1,4 @@
 // expect: {"result": "agent(): opts.schema is not a valid JSON Schem", "agents": {"spawned": 0, "done": 0, "failed": 0}}
 export const meta = { name: 'c', description: 'conformance' }
-return await agent('a', { schema: { type: 'bogus' } }).catch(e => e.message.slice(0, 46))
+const S = JSON.parse('{"type": "bogus"}')
+return await agent('a', { schema: S }).catch(e => e.message.slice(0, 46))
