@@ -72,8 +72,10 @@ pub fn run_script(
     config: RunConfig,
     events: EventSink,
 ) -> RunOutcome {
+    // All drivers: timers, and I/O plus signals for backends that run
+    // processes or talk to servers.
     let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
     {
         Ok(rt) => rt,

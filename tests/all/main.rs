@@ -7,6 +7,7 @@ mod concurrency;
 mod conformance;
 mod engine_artifact;
 mod examples;
+mod exec_backend;
 mod limits;
 mod script_results;
 mod sim_backend;

@@ -10,6 +10,7 @@ use std::pin::Pin;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+pub mod exec;
 pub mod sim;
 
 /// A boxed, sendable future, so backends stay object-safe.
@@ -44,6 +45,16 @@ impl AgentRequest {
         self.label
             .clone()
             .unwrap_or_else(|| format!("agent #{}", self.id))
+    }
+
+    /// The prompt, followed by the previous try's schema errors if any: for
+    /// backends without sessions.
+    pub fn prompt_with_feedback(&self) -> String {
+        if self.feedback.is_empty() {
+            self.prompt.clone()
+        } else {
+            crate::schema::retry_prompt(&self.prompt, &self.feedback)
+        }
     }
 }
 

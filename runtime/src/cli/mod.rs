@@ -42,9 +42,16 @@ pub struct RunArgs {
     /// Read `args` from a JSON file.
     #[arg(long, value_name = "FILE")]
     pub args_file: Option<PathBuf>,
-    /// Agent backend. Only `sim` (simulated agents) for now.
+    /// Agent backend: `sim` (simulated agents, the default) or `exec`.
     #[arg(long, value_name = "NAME")]
     pub backend: Option<String>,
+    /// exec backend: the command run once per agent (through /bin/sh -c);
+    /// implies --backend exec. Protocol: docs/exec-backend.md.
+    #[arg(long = "exec", value_name = "COMMAND")]
+    pub exec_command: Option<String>,
+    /// Wall-clock limit for one agent execution (e.g. 90s, 30m).
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = wasmflow::limits::parse_duration)]
+    pub agent_timeout: std::time::Duration,
     /// Agents running at once; excess agent() calls queue in call order.
     #[arg(long, value_name = "N", default_value_t = wasmflow::Limits::DEFAULT_CONCURRENCY,
           value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(1..=4096), |v| v as usize))]

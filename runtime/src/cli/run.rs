@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use wasmflow::backend::AgentBackend;
+use wasmflow::backend::exec::ExecBackend;
 use wasmflow::backend::sim::{SimBackend, SimRules, SimTrace};
 use wasmflow::check::CheckOptions;
 use wasmflow::error::{InputError, RunError, exit};
@@ -180,18 +181,35 @@ fn read_args(args: &RunArgs) -> Result<String, InputError> {
 }
 
 fn make_backend(args: &RunArgs) -> Result<Arc<dyn AgentBackend>, InputError> {
-    match args.backend.as_deref() {
-        None => {
-            if !args.quiet {
+    let implied = if args.exec_command.is_some() {
+        "exec"
+    } else {
+        "sim"
+    };
+    match args.backend.as_deref().unwrap_or(implied) {
+        "exec" => {
+            let Some(command) = args.exec_command.clone().filter(|c| !c.trim().is_empty()) else {
+                return Err(InputError::Invalid(
+                    "--backend exec needs the command to run: --exec 'my-agent --flag'".into(),
+                ));
+            };
+            return Ok(Arc::new(ExecBackend::new(command, args.agent_timeout)));
+        }
+        "sim" => {
+            if args.exec_command.is_some() {
+                return Err(InputError::Invalid(
+                    "--exec goes with --backend exec, not with --backend sim".into(),
+                ));
+            }
+            if args.backend.is_none() && !args.quiet {
                 eprintln!(
                     "wasmflow: no backend set: using the simulated backend (sim); agents are not real"
                 );
             }
         }
-        Some("sim") => {}
-        Some(other) => {
+        other => {
             return Err(InputError::Invalid(format!(
-                "unknown backend `{other}`; available: sim"
+                "unknown backend `{other}`; available: sim, exec"
             )));
         }
     }
