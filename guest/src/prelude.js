@@ -241,6 +241,17 @@
     return { name: 'Error', message: `uncaught non-Error value: ${formatValue(e)}`, stack: null };
   }
 
+  // An agent has ended: count its tokens and hand back its resolvers.
+  function takeAgent(id, outputTokens) {
+    budgetSpent += outputTokens;
+    const a = agents[id];
+    if (a !== undefined) {
+      delete agents[id];
+      agentsInFlight--;
+    }
+    return a;
+  }
+
   // The host-facing half, called from lib.rs.
   return {
     start(argsJson, run, total) {
@@ -253,22 +264,14 @@
       Promise.resolve(p).then((v) => { outcome = { ok: v }; }, (e) => { outcome = { err: e }; });
     },
     agentDone(id, value, outputTokens) {
-      budgetSpent += outputTokens;
-      const a = agents[id];
-      if (a === undefined) return false;
-      delete agents[id];
-      agentsInFlight--;
-      a.resolve(value);
-      return true;
+      const a = takeAgent(id, outputTokens);
+      if (a !== undefined) a.resolve(value);
+      return a !== undefined;
     },
     agentError(id, message, outputTokens) {
-      budgetSpent += outputTokens;
-      const a = agents[id];
-      if (a === undefined) return false;
-      delete agents[id];
-      agentsInFlight--;
-      a.reject(new Error(message));
-      return true;
+      const a = takeAgent(id, outputTokens);
+      if (a !== undefined) a.reject(new Error(message));
+      return a !== undefined;
     },
     timerFired(id) {
       const t = timers[id];

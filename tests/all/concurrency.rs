@@ -76,19 +76,7 @@ fn three_agents_of_different_latency_overlap() {
                               {"match": {"label": "b"}, "latency_ms": 200},
                               {"match": {"label": "c"}, "latency_ms": 100}]}"#;
     let src = "return await parallel([() => agent('x', { label: 'a' }), () => agent('y', { label: 'b' }), () => agent('z', { label: 'c' })]).then(r => r.length)\n";
-    let out = crate::support::run_with_files(
-        src,
-        &[("r.json", rules)],
-        &[
-            "--quiet",
-            "--sim-rules",
-            "r.json",
-            "--sim-trace",
-            "trace.jsonl",
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let trace = read_trace(&out.path("trace.jsonl"));
+    let (_, trace) = crate::support::run_traced(src, rules, &[]);
     assert_eq!(max_overlap(&trace), 3);
     // Ends come in latency order: c, b, a.
     let mut by_end = trace.clone();
@@ -155,19 +143,7 @@ fn parallel_is_a_barrier() {
     let rules = r#"{"rules": [{"match": {"label": "slow"}, "latency_ms": 120},
                               {"match": {"label": "fast:*"}, "latency_ms": 5}]}"#;
     let src = "await parallel([() => agent('s', { label: 'slow' }), ...Array.from({ length: 6 }, (_, i) => () => agent('f' + i, { label: 'fast:' + i }))])\nawait parallel([() => agent('next', { label: 'next' })])\nreturn 'ok'\n";
-    let out = crate::support::run_with_files(
-        src,
-        &[("r.json", rules)],
-        &[
-            "--quiet",
-            "--sim-rules",
-            "r.json",
-            "--sim-trace",
-            "trace.jsonl",
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let trace = read_trace(&out.path("trace.jsonl"));
+    let (_, trace) = crate::support::run_traced(src, rules, &[]);
     let next = by_label(&trace, "next");
     let barrier = trace
         .iter()

@@ -79,6 +79,23 @@ pub fn run_with_files(source: &str, files: &[(&str, &str)], args: &[&str]) -> Ou
     run_in(&dir, "flow.js", args)
 }
 
+/// Runs `source` with a sim rules file and a trace; returns the output and
+/// the trace's executions.
+pub fn run_traced(source: &str, rules: &str, args: &[&str]) -> (Output, Vec<Execution>) {
+    let mut all = vec![
+        "--quiet",
+        "--sim-rules",
+        "rules.json",
+        "--sim-trace",
+        "trace.jsonl",
+    ];
+    all.extend_from_slice(args);
+    let out = run_with_files(source, &[("rules.json", rules)], &all);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let trace = read_trace(&out.path("trace.jsonl"));
+    (out, trace)
+}
+
 pub fn run_in(dir: &Path, script: &str, args: &[&str]) -> Output {
     let out = wasmflow()
         .current_dir(dir)
