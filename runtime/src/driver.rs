@@ -40,6 +40,12 @@ pub struct RunConfig {
     pub strict: bool,
     /// Saved workflows for `workflow(name)`.
     pub saved: Vec<crate::saved::SearchDir>,
+    /// Model aliases and prices.
+    pub config: std::sync::Arc<crate::config::Config>,
+    /// The default model alias (`--model`, else the config's).
+    pub default_model: Option<String>,
+    /// `--max-cost`, USD.
+    pub max_cost: Option<f64>,
 }
 
 impl RunConfig {
@@ -53,6 +59,9 @@ impl RunConfig {
             schema_tries: 5,
             strict: false,
             saved: Vec::new(),
+            config: Default::default(),
+            default_model: None,
+            max_cost: None,
         }
     }
 }
@@ -107,6 +116,17 @@ pub async fn run_async(
     {
         let data = store.data_mut();
         data.strict = config.strict;
+        data.max_cost = config.max_cost;
+        data.routing = crate::host::Routing {
+            config: config.config.clone(),
+            default_model: config.default_model.clone(),
+            phase_models: script
+                .meta
+                .iter()
+                .flat_map(|m| m.phases.iter())
+                .filter_map(|p| Some((p.title.clone(), p.model.clone()?)))
+                .collect(),
+        };
         data.children = crate::host::ChildLoader {
             base_dir: script
                 .path
@@ -306,6 +326,21 @@ impl Run {
                     }
                 };
                 self.stats.tokens += usage;
+                let usd = {
+                    let routing = &self.store.data().routing;
+                    running
+                        .model
+                        .as_deref()
+                        .and_then(|m| routing.config.price(m))
+                        .map(|p| p.cost(usage.input, usage.output))
+                };
+                self.store.data_mut().spent_usd += usd.unwrap_or(0.0);
+                self.stats.cost.add(
+                    running.model.as_deref(),
+                    running.phase.as_deref(),
+                    usage,
+                    usd,
+                );
                 match &failure {
                     None => self.stats.agents.done += 1,
                     Some(reason) => {

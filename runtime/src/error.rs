@@ -42,6 +42,8 @@ pub enum InputError {
     ArgsFile { path: PathBuf, reason: String },
     #[error("--args-file {path} is not valid JSON: {reason}")]
     ArgsFileJson { path: PathBuf, reason: String },
+    #[error("config {path}: {reason}")]
+    Config { path: PathBuf, reason: String },
     #[error("sim rules {path}: {reason}")]
     SimRules { path: PathBuf, reason: String },
     #[error("cannot write {what} {path}: {reason}")]

@@ -109,6 +109,34 @@ pub struct HostState {
     warned_options: HashSet<String>,
     schemas: SchemaCache,
     pub children: ChildLoader,
+    pub routing: Routing,
+    /// `--max-cost`, USD: no new agents once `spent_usd` reaches it.
+    pub max_cost: Option<f64>,
+    /// USD of every priced agent that has ended (kept by the driver).
+    pub spent_usd: f64,
+}
+
+/// How an agent's model is chosen.
+#[derive(Debug, Clone, Default)]
+pub struct Routing {
+    pub config: std::sync::Arc<crate::config::Config>,
+    /// The default model alias (`--model`, else `default_model`).
+    pub default_model: Option<String>,
+    /// `meta.phases[].model` by phase title.
+    pub phase_models: std::collections::HashMap<String, String>,
+}
+
+impl Routing {
+    /// `opts.model`, else the phase's model, else the default; as an id.
+    pub fn model_for(&self, options: &Map<String, Value>, phase: Option<&str>) -> Option<String> {
+        let alias = options
+            .get("model")
+            .and_then(Value::as_str)
+            .map(String::from)
+            .or_else(|| phase.and_then(|p| self.phase_models.get(p).cloned()))
+            .or_else(|| self.default_model.clone())?;
+        Some(self.config.model_id(&alias))
+    }
 }
 
 impl HostState {
@@ -130,6 +158,9 @@ impl HostState {
             warned_options: HashSet::new(),
             schemas: SchemaCache::default(),
             children: ChildLoader::default(),
+            routing: Routing::default(),
+            max_cost: None,
+            spent_usd: 0.0,
         }
     }
 
@@ -177,6 +208,15 @@ impl host::Host for HostState {
             }
         };
         self.check_options(&options)?;
+        if let Some(max) = self.max_cost
+            && self.spent_usd >= max
+        {
+            return Err(SpawnError::BudgetExceeded(format!(
+                "the cost cap of ${max:.2} is reached (${:.4} spent): no new agents; agents already running keep their results (raise it with --max-cost)",
+                self.spent_usd
+            )));
+        }
+        let model = self.routing.model_for(&options, request.phase.as_deref());
         let label = options
             .get("label")
             .and_then(Value::as_str)
@@ -199,6 +239,7 @@ impl host::Host for HostState {
             phase: request.phase,
             attempt: 1,
             priority: request.priority,
+            model,
             schema,
             feedback: Vec::new(),
         });

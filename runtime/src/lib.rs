@@ -25,6 +25,7 @@
 pub mod backend;
 pub mod bindings;
 pub mod check;
+pub mod config;
 pub mod driver;
 pub mod engine;
 pub mod error;

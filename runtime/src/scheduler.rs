@@ -119,6 +119,7 @@ impl Ord for Queued {
 pub struct Running {
     pub label: String,
     pub phase: Option<String>,
+    pub model: Option<String>,
     pub started: Instant,
     abort: AbortHandle,
 }
@@ -187,6 +188,7 @@ impl Scheduler {
             let id = request.id;
             let label = request.display_label();
             let phase = request.phase.clone();
+            let model = request.model.clone();
             events.agent_started(id, &label, phase.as_deref());
             let tx = self.tx.clone();
             let work = run_agent(self.backend.clone(), request, self.schema_tries);
@@ -200,6 +202,7 @@ impl Scheduler {
                 Running {
                     label,
                     phase,
+                    model,
                     started: Instant::now(),
                     abort: task.abort_handle(),
                 },

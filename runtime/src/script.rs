@@ -32,6 +32,8 @@ pub struct Script {
     pub meta: Option<Meta>,
     /// Findings that did not stop the script (shown on stderr).
     pub warnings: Vec<Finding>,
+    /// Models named literally in `agent()` calls.
+    pub literal_models: Vec<String>,
     /// What the engine compiles.
     pub wrapped: String,
     export_offset: Option<usize>,
@@ -59,6 +61,7 @@ impl Script {
             meta,
             export_offset,
             warnings,
+            literal_models,
         } = check::analyze(&source, options).map_err(|r| RunError::Script(rejection_failure(r)))?;
         let wrapped = wrap(&source, export_offset, PREFIX, SUFFIX);
         Ok(Script {
@@ -67,6 +70,7 @@ impl Script {
             source,
             meta,
             warnings,
+            literal_models,
             wrapped,
             export_offset,
         })

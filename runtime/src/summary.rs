@@ -1,5 +1,7 @@
 //! The run summary: what `--json` prints and what tests assert.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -23,6 +25,69 @@ pub struct Failure {
     pub reason: String,
 }
 
+/// Tokens and cost of a group of agents (one model, or one phase).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct CostLine {
+    pub agents: u64,
+    pub input: u64,
+    pub output: u64,
+    /// USD; `null` when any agent of the group has no price (never $0).
+    pub usd: Option<f64>,
+}
+
+impl CostLine {
+    fn add(&mut self, usage: Usage, usd: Option<f64>) {
+        self.usd = match (self.agents, self.usd, usd) {
+            (0, _, u) => u,
+            (_, Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+        self.agents += 1;
+        self.input += usage.input;
+        self.output += usage.output;
+    }
+}
+
+/// What the run cost, by model and by phase.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct CostReport {
+    /// USD of all agents; `null` when any agent had no price.
+    pub total_usd: Option<f64>,
+    /// Agents whose model has no price in the config.
+    pub unpriced_agents: u64,
+    pub by_model: BTreeMap<String, CostLine>,
+    pub by_phase: BTreeMap<String, CostLine>,
+}
+
+impl CostReport {
+    /// Records one ended agent.
+    pub fn add(
+        &mut self,
+        model: Option<&str>,
+        phase: Option<&str>,
+        usage: Usage,
+        usd: Option<f64>,
+    ) {
+        let first = self.by_model.is_empty();
+        self.total_usd = match (first, self.total_usd, usd) {
+            (true, _, u) => u,
+            (false, Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+        if usd.is_none() {
+            self.unpriced_agents += 1;
+        }
+        self.by_model
+            .entry(model.unwrap_or("(none)").to_string())
+            .or_default()
+            .add(usage, usd);
+        self.by_phase
+            .entry(phase.unwrap_or("(none)").to_string())
+            .or_default()
+            .add(usage, usd);
+    }
+}
+
 /// Accounting for one run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Stats {
@@ -30,6 +95,7 @@ pub struct Stats {
     pub failures: Vec<Failure>,
     pub peak_concurrency: usize,
     pub tokens: Usage,
+    pub cost: CostReport,
 }
 
 /// The error part of a summary.

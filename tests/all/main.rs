@@ -9,5 +9,6 @@ mod engine_artifact;
 mod examples;
 mod exec_backend;
 mod limits;
+mod routing;
 mod script_results;
 mod sim_backend;

@@ -44,6 +44,7 @@ pub fn request_json(request: &AgentRequest) -> Value {
         "label": request.label,
         "phase": request.phase,
         "attempt": request.attempt,
+        "model": request.model,
         "schema": request.schema.as_ref().map(|s| (*s.value).clone()),
         "feedback": request.feedback,
     })

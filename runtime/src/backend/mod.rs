@@ -32,6 +32,9 @@ pub struct AgentRequest {
     pub attempt: u32,
     /// Queue priority (higher starts first; then call order).
     pub priority: u32,
+    /// The model id routing chose: `opts.model`, else the phase's model in
+    /// `meta.phases`, else the default model (aliases resolved by config).
+    pub model: Option<String>,
     /// `opts.schema`, compiled: the reply must be a JSON value matching it.
     pub schema: Option<crate::schema::Schema>,
     /// On a schema retry: what was wrong with the previous reply. Backends

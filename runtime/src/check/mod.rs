@@ -54,6 +54,8 @@ pub struct Analysis {
     /// wrapper blanks out.
     pub export_offset: Option<usize>,
     pub warnings: Vec<Finding>,
+    /// Every `model` written as a string literal in an `agent()` call.
+    pub literal_models: Vec<String>,
 }
 
 /// Options of the checks.
@@ -148,6 +150,7 @@ pub fn analyze(source: &str, options: CheckOptions) -> Result<Analysis, Rejectio
         nondeterministic: Vec::new(),
         phase_titles: Vec::new(),
         schemas: Vec::new(),
+        models: Vec::new(),
     };
     visitor.visit_program(&program);
     if !visitor.imports.is_empty() {
@@ -176,10 +179,14 @@ pub fn analyze(source: &str, options: CheckOptions) -> Result<Analysis, Rejectio
             }
         }
     }
+    let mut literal_models = visitor.models;
+    literal_models.sort();
+    literal_models.dedup();
     Ok(Analysis {
         meta,
         export_offset,
         warnings,
+        literal_models,
     })
 }
 
@@ -285,6 +292,7 @@ fn check_literal_schemas(
 struct Calls<'l, 's> {
     lines: &'l Lines<'s>,
     schemas: Vec<(SchemaSource, Finding)>,
+    models: Vec<String>,
     imports: Vec<Finding>,
     nondeterministic: Vec<Finding>,
     /// Literal `phase('…')` titles and where they are.
@@ -324,6 +332,12 @@ impl<'a> Visit<'a> for Calls<'_, '_> {
                 let ObjectPropertyKind::ObjectProperty(p) = prop else {
                     continue;
                 };
+                if !p.computed
+                    && p.key.static_name().as_deref() == Some("model")
+                    && let Expression::StringLiteral(m) = &p.value
+                {
+                    self.models.push(m.value.to_string());
+                }
                 if p.computed || p.key.static_name().as_deref() != Some("schema") {
                     continue;
                 }

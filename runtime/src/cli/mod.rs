@@ -50,16 +50,18 @@ pub struct RunArgs {
     #[arg(long = "exec", value_name = "COMMAND")]
     pub exec_command: Option<String>,
     /// Wall-clock limit for one agent execution (e.g. 90s, 30m).
-    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = wasmflow::limits::parse_duration)]
-    pub agent_timeout: std::time::Duration,
+    /// (default 30m, or `agent_timeout` in the config)
+    #[arg(long, value_name = "DURATION", value_parser = wasmflow::limits::parse_duration)]
+    pub agent_timeout: Option<std::time::Duration>,
     /// Agents running at once; excess agent() calls queue in call order.
-    #[arg(long, value_name = "N", default_value_t = wasmflow::Limits::DEFAULT_CONCURRENCY,
+    /// (default 16, or `concurrency` in the config)
+    #[arg(long, value_name = "N",
           value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(1..=4096), |v| v as usize))]
-    pub concurrency: usize,
+    pub concurrency: Option<usize>,
     /// Agents spawned over the whole run; the next agent() throws.
-    #[arg(long, value_name = "N", default_value_t = wasmflow::Limits::DEFAULT_MAX_AGENTS,
-          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-    pub max_agents: u64,
+    /// (default 1000, or `max_agents` in the config)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_agents: Option<u64>,
     /// Wasm fuel the script may burn between two waits (stops endless loops).
     #[arg(long, value_name = "FUEL", default_value_t = wasmflow::Limits::DEFAULT_FUEL_PER_SLICE,
           value_parser = clap::value_parser!(u64).range(1_000_000..))]
@@ -77,6 +79,14 @@ pub struct RunArgs {
     /// Tries for an agent whose reply must match opts.schema.
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub schema_tries: u32,
+    /// Default model alias for agents that pick none and whose phase names
+    /// none (else `default_model` in the config).
+    #[arg(long, value_name = "ALIAS")]
+    pub model: Option<String>,
+    /// Stop spawning agents once they have cost this many USD; refuses to
+    /// start when a model the run may use has no price in the config.
+    #[arg(long, value_name = "USD", value_parser = parse_usd)]
+    pub max_cost: Option<f64>,
     /// Unknown agent() options and meta keys are errors, not warnings.
     #[arg(long)]
     pub strict: bool,
@@ -98,6 +108,19 @@ pub struct RunArgs {
     /// sim backend: append one JSON line per live agent execution to FILE.
     #[arg(long, value_name = "FILE")]
     pub sim_trace: Option<PathBuf>,
+}
+
+fn parse_usd(text: &str) -> Result<f64, String> {
+    let v: f64 = text
+        .trim()
+        .trim_start_matches('$')
+        .parse()
+        .map_err(|_| format!("`{text}` is not an amount in USD (try 5 or 0.50)"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("`{text}` must be a positive amount"))
+    }
 }
 
 pub fn main() -> i32 {

@@ -10,6 +10,7 @@ use wasmflow::backend::AgentBackend;
 use wasmflow::backend::exec::ExecBackend;
 use wasmflow::backend::sim::{SimBackend, SimRules, SimTrace};
 use wasmflow::check::CheckOptions;
+use wasmflow::config::Config;
 use wasmflow::error::{InputError, RunError, exit};
 use wasmflow::saved;
 use wasmflow::summary::RunSummary;
@@ -95,7 +96,29 @@ fn prepare_and_run(args: RunArgs) -> Result<Outcome, RunError> {
         );
     }
     let args_json = read_args(&args)?;
-    let backend = make_backend(&args)?;
+    let (file_config, _files) = Config::load(&cwd, saved::home_dir().as_deref())?;
+    let default_model = args
+        .model
+        .clone()
+        .or_else(|| file_config.default_model.clone());
+    if let Some(max) = args.max_cost {
+        check_prices(&script, &file_config, default_model.as_deref(), max)?;
+    }
+    let agent_timeout = match (args.agent_timeout, &file_config.agent_timeout) {
+        (Some(t), _) => t,
+        (None, Some(text)) => {
+            wasmflow::limits::parse_duration(text).map_err(InputError::Invalid)?
+        }
+        (None, None) => std::time::Duration::from_secs(30 * 60),
+    };
+    let backend = make_backend(
+        &args,
+        args.backend.clone().or_else(|| file_config.backend.clone()),
+        args.exec_command
+            .clone()
+            .or_else(|| file_config.exec.clone()),
+        agent_timeout,
+    )?;
     let events =
         EventSink::new(!args.quiet, args.events.as_deref()).map_err(|e| InputError::Output {
             what: "the events file",
@@ -103,8 +126,14 @@ fn prepare_and_run(args: RunArgs) -> Result<Outcome, RunError> {
             reason: e.to_string(),
         })?;
     let limits = Limits {
-        concurrency: args.concurrency,
-        max_agents: args.max_agents,
+        concurrency: args
+            .concurrency
+            .or(file_config.concurrency)
+            .unwrap_or(Limits::DEFAULT_CONCURRENCY),
+        max_agents: args
+            .max_agents
+            .or(file_config.max_agents)
+            .unwrap_or(Limits::DEFAULT_MAX_AGENTS),
         fuel_per_slice: args.cpu_limit,
         memory_bytes: args.memory_limit,
         wall_clock: args.timeout,
@@ -118,6 +147,9 @@ fn prepare_and_run(args: RunArgs) -> Result<Outcome, RunError> {
         schema_tries: args.schema_tries,
         strict: args.strict,
         saved,
+        config: Arc::new(file_config),
+        default_model,
+        max_cost: args.max_cost,
     };
     let outcome = run_script(&engine, &script, config, events);
     let mut events = outcome.events;
@@ -134,6 +166,9 @@ fn prepare_and_run(args: RunArgs) -> Result<Outcome, RunError> {
         "{status}: {} agents ({} done, {} failed), {} input / {} output tokens",
         s.agents.spawned, s.agents.done, s.agents.failed, s.tokens.input, s.tokens.output
     ));
+    if let Some(usd) = s.cost.total_usd {
+        events.note(&format!("cost: ${usd:.4}"));
+    }
     for f in &s.failures {
         events.note(&format!("  failed: {}: {}", f.label, f.reason));
     }
@@ -180,7 +215,48 @@ fn read_args(args: &RunArgs) -> Result<String, InputError> {
     Ok("null".into())
 }
 
-fn make_backend(args: &RunArgs) -> Result<Arc<dyn AgentBackend>, InputError> {
+/// `--max-cost` needs a price for every model the run may use: the
+/// default, the phases' models, and models named literally in the script.
+/// An unpriced model is never counted as $0.
+fn check_prices(
+    script: &Script,
+    config: &Config,
+    default_model: Option<&str>,
+    max: f64,
+) -> Result<(), InputError> {
+    let Some(default_model) = default_model else {
+        return Err(InputError::Invalid(format!(
+            "--max-cost {max} needs to know what agents cost: set default_model (and its price) in wasmflow.toml, or pass --model"
+        )));
+    };
+    let mut models: Vec<String> = vec![default_model.to_string()];
+    if let Some(meta) = &script.meta {
+        models.extend(meta.phases.iter().filter_map(|p| p.model.clone()));
+    }
+    models.extend(script.literal_models.iter().cloned());
+    let mut unpriced: Vec<String> = models
+        .iter()
+        .map(|alias| config.model_id(alias))
+        .filter(|id| config.price(id).is_none())
+        .collect();
+    unpriced.sort();
+    unpriced.dedup();
+    if unpriced.is_empty() {
+        return Ok(());
+    }
+    Err(InputError::Invalid(format!(
+        "--max-cost {max}: no price for {}; add one per model to wasmflow.toml, e.g. [prices.\"{}\"] input = 3.0, output = 15.0 (USD per million tokens)",
+        unpriced.join(", "),
+        unpriced[0]
+    )))
+}
+
+fn make_backend(
+    args: &RunArgs,
+    backend: Option<String>,
+    exec_command: Option<String>,
+    agent_timeout: std::time::Duration,
+) -> Result<Arc<dyn AgentBackend>, InputError> {
     let implied = if args.exec_command.is_some() {
         "exec"
     } else {
@@ -188,20 +264,20 @@ fn make_backend(args: &RunArgs) -> Result<Arc<dyn AgentBackend>, InputError> {
     };
     match args.backend.as_deref().unwrap_or(implied) {
         "exec" => {
-            let Some(command) = args.exec_command.clone().filter(|c| !c.trim().is_empty()) else {
+            let Some(command) = exec_command.filter(|c| !c.trim().is_empty()) else {
                 return Err(InputError::Invalid(
                     "--backend exec needs the command to run: --exec 'my-agent --flag'".into(),
                 ));
             };
-            return Ok(Arc::new(ExecBackend::new(command, args.agent_timeout)));
+            return Ok(Arc::new(ExecBackend::new(command, agent_timeout)));
         }
         "sim" => {
-            if args.exec_command.is_some() {
+            if exec_command.is_some() {
                 return Err(InputError::Invalid(
                     "--exec goes with --backend exec, not with --backend sim".into(),
                 ));
             }
-            if args.backend.is_none() && !args.quiet {
+            if backend.is_none() && !args.quiet {
                 eprintln!(
                     "wasmflow: no backend set: using the simulated backend (sim); agents are not real"
                 );
