@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -46,6 +45,9 @@ pub struct RunConfig {
     pub default_model: Option<String>,
     /// `--max-cost`, USD.
     pub max_cost: Option<f64>,
+    /// End the run after this many consecutive quota or auth failures
+    /// (0: never).
+    pub circuit_breaker: u32,
 }
 
 impl RunConfig {
@@ -62,6 +64,7 @@ impl RunConfig {
             config: Default::default(),
             default_model: None,
             max_cost: None,
+            circuit_breaker: 3,
         }
     }
 }
@@ -154,6 +157,11 @@ pub async fn run_async(
         timers: HashMap::new(),
         stats: Stats::default(),
         filename: script.filename.clone(),
+        breaker: Breaker {
+            threshold: config.circuit_breaker,
+            consecutive: 0,
+            tripped: None,
+        },
     };
     let options = bindings::RunOptions {
         budget_total: config.budget,
@@ -185,6 +193,36 @@ struct Run {
     timers: HashMap<u64, AbortHandle>,
     stats: Stats,
     filename: String,
+    breaker: Breaker,
+}
+
+/// Counts consecutive quota/auth failures; any answer resets it.
+struct Breaker {
+    threshold: u32,
+    consecutive: u32,
+    /// Why it tripped.
+    tripped: Option<String>,
+}
+
+impl Breaker {
+    fn record(&mut self, end: &AgentEnd) {
+        match end {
+            AgentEnd::Reply(_) => self.consecutive = 0,
+            AgentEnd::Failed(f) if f.kind.trips_breaker() => {
+                self.consecutive += 1;
+                if self.threshold > 0
+                    && self.consecutive >= self.threshold
+                    && self.tripped.is_none()
+                {
+                    self.tripped = Some(format!(
+                        "circuit breaker: {} agents in a row failed for lack of quota or credentials (last: {}); no new agents were started. Fix the account or wait, then run again (--circuit-breaker sets the count)",
+                        self.consecutive, f.reason
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 impl Run {
@@ -290,6 +328,12 @@ impl Run {
         while let Ok(w) = self.rx.try_recv() {
             self.on_wake(w, &mut events);
         }
+        if let Some(message) = self.breaker.tripped.take() {
+            return Err(RunError::Limit {
+                kind: LimitKind::CircuitBreaker,
+                message,
+            });
+        }
         // Refill free slots before the guest runs, so queued agents start in
         // call order ahead of whatever the guest spawns next.
         let data = self.store.data_mut();
@@ -305,6 +349,7 @@ impl Run {
                 }
             }
             Wake::Agent { id, end } => {
+                self.breaker.record(&end);
                 let Some(running) = self.scheduler.finished(id) else {
                     return;
                 };
@@ -439,9 +484,4 @@ impl Run {
             anyhow::Error::from(e).context(format!("the engine trapped while {doing}")),
         )
     }
-}
-
-/// Elapsed milliseconds since `start`, saturating.
-pub fn elapsed_ms(start: Instant) -> u64 {
-    start.elapsed().as_millis().min(u64::MAX as u128) as u64
 }

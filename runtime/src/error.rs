@@ -12,7 +12,7 @@ pub mod exit {
     pub const SCRIPT_ERROR: i32 = 1;
     /// Bad usage or bad input: flags, files, args, rules.
     pub const USAGE: i32 = 2;
-    /// A limit ended the run: CPU, memory or wall clock.
+    /// A limit ended the run: CPU, memory, wall clock, or the circuit breaker.
     pub const LIMIT: i32 = 3;
     /// wasmflow itself failed (engine or I/O); a bug or a broken install.
     pub const INTERNAL: i32 = 70;
@@ -86,6 +86,8 @@ pub enum LimitKind {
     Cpu,
     Memory,
     WallClock,
+    /// Consecutive quota or auth failures: the backend cannot serve agents.
+    CircuitBreaker,
 }
 
 /// Why a run did not produce a result.

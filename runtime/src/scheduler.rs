@@ -60,6 +60,7 @@ pub async fn run_agent(
                 return AgentEnd::Failed(AgentFailure {
                     reason: failure.reason,
                     usage,
+                    kind: failure.kind,
                 });
             }
         };

@@ -172,3 +172,30 @@ fn exec_flags_are_checked() {
         out.stderr
     );
 }
+
+#[test]
+fn exec_quota_failures_trip_the_circuit_breaker() {
+    let dir = temp_dir("exec-breaker");
+    std::fs::write(
+        dir.join("flow.js"),
+        "for (let i = 0; i < 10; i++) await agent('x')\nreturn 1\n",
+    )
+    .unwrap();
+    let command = r#"cat >/dev/null; echo '{"error": "429 out of credits", "kind": "quota"}'"#;
+    let out = run_in(
+        &dir,
+        "flow.js",
+        &[
+            "--quiet",
+            "--json",
+            "--exec",
+            command,
+            "--circuit-breaker",
+            "2",
+        ],
+    );
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let v = out.json();
+    assert_eq!(v["error"]["limit"], "circuit_breaker");
+    assert_eq!(v["agents"]["spawned"], 2);
+}

@@ -68,3 +68,51 @@ fn first_matching_rule_wins() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.json(), serde_json::json!(["first", 42, "string"]));
 }
+
+#[test]
+fn the_circuit_breaker_ends_the_run_after_consecutive_quota_failures() {
+    let rules = r#"{"rules": [{"match": {"label": "q:*"}, "error": "quota exhausted", "error_kind": "quota"},
+                              {"match": {"label": "plain:*"}, "error": "flaky tool"}]}"#;
+    // An answer resets the count; a plain failure neither counts nor resets.
+    let src = "const labels = ['q:0', 'ok:1', 'q:2', 'plain:3', 'q:4', 'q:5', 'q:6', 'q:7']\nfor (const l of labels) await agent('work ' + l, { label: l })\nreturn 'unreachable'\n";
+    let out = run_with_files(
+        src,
+        &[("rules.json", rules)],
+        &["--quiet", "--json", "--sim-rules", "rules.json"],
+    );
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let v = out.json();
+    assert_eq!(v["error"]["limit"], "circuit_breaker");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("3 agents in a row"),
+        "{v}"
+    );
+    assert_eq!(
+        v["agents"]["spawned"], 6,
+        "q:2, q:4 and q:5 trip it: q:6 and q:7 never start"
+    );
+    assert!(out.stderr.contains("quota exhausted"), "{}", out.stderr);
+}
+
+#[test]
+fn the_circuit_breaker_can_be_turned_off() {
+    let rules = r#"{"rules": [{"error": "no credits", "error_kind": "auth"}]}"#;
+    let src = "const r = await parallel(Array.from({ length: 5 }, (_, i) => () => agent('a' + i)))\nreturn r\n";
+    let out = run_with_files(
+        src,
+        &[("rules.json", rules)],
+        &[
+            "--quiet",
+            "--json",
+            "--sim-rules",
+            "rules.json",
+            "--circuit-breaker",
+            "0",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json()["agents"]["failed"], 5);
+}

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{
     AgentBackend, AgentFailure, AgentOutput, AgentReply, AgentRequest, AgentResult, BoxFuture,
-    Usage,
+    FailureKind, Usage,
 };
 
 /// Most stdout kept from one agent; past it the agent fails (its output
@@ -63,7 +63,13 @@ pub fn parse_reply(stdout: &str) -> AgentResult {
                 .as_str()
                 .map(String::from)
                 .unwrap_or_else(|| e.to_string());
-            return Err(AgentFailure { reason, usage });
+            let kind = serde_json::from_value(v.get("kind").cloned().unwrap_or(Value::Null))
+                .unwrap_or_default();
+            return Err(AgentFailure {
+                reason,
+                usage,
+                kind,
+            });
         }
         if let Some(t) = v.get("text") {
             return match t.as_str() {
@@ -74,6 +80,7 @@ pub fn parse_reply(stdout: &str) -> AgentResult {
                 None => Err(AgentFailure {
                     reason: "malformed reply: `text` must be a string".into(),
                     usage,
+                    kind: FailureKind::Other,
                 }),
             };
         }
@@ -107,6 +114,7 @@ async fn run_command(command: String, timeout: Duration, request: AgentRequest) 
         Err(AgentFailure {
             reason,
             usage: Usage::default(),
+            kind: FailureKind::Other,
         })
     };
     let input = request_json(&request).to_string();

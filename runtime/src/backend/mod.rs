@@ -96,6 +96,28 @@ pub struct AgentReply {
 pub struct AgentFailure {
     pub reason: String,
     pub usage: Usage,
+    /// Quota and auth failures feed the circuit breaker.
+    pub kind: FailureKind,
+}
+
+/// What kind of failure, as far as the run is concerned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureKind {
+    /// This agent failed; others may well succeed.
+    #[default]
+    Other,
+    /// The account is out of quota (or rate-limited past its retries).
+    Quota,
+    /// The credentials were refused.
+    Auth,
+}
+
+impl FailureKind {
+    /// Failures that say the next agent will fail the same way.
+    pub fn trips_breaker(self) -> bool {
+        matches!(self, FailureKind::Quota | FailureKind::Auth)
+    }
 }
 
 /// How one live execution ended.

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::{
     AgentBackend, AgentFailure, AgentOutput, AgentReply, AgentRequest, AgentResult, BoxFuture,
-    Usage,
+    FailureKind, Usage,
 };
 use crate::key::content_key;
 
@@ -38,6 +38,9 @@ pub struct SimRule {
     pub matcher: SimMatch,
     pub reply: Option<Value>,
     pub error: Option<String>,
+    /// With `error`: `quota` or `auth` failures feed the circuit breaker.
+    #[serde(default)]
+    pub error_kind: FailureKind,
     /// Reply with output that fails the call's schema.
     #[serde(default)]
     pub invalid: bool,
@@ -249,6 +252,7 @@ impl AgentBackend for SimBackend {
             .unwrap_or(self.default_latency);
         let usage_override = rule.and_then(|r| r.usage).or(self.rules.default.usage);
         let input_tokens = estimate_tokens(&request.prompt);
+        let kind = rule.map(|r| r.error_kind).unwrap_or_default();
         let schema = request.schema.as_ref().map(|s| s.value.clone());
         let outcome: Result<AgentOutput, String> = match rule {
             Some(SimRule { error: Some(e), .. }) => Err(e.clone()),
@@ -295,7 +299,11 @@ impl AgentBackend for SimBackend {
             }
             match outcome {
                 Ok(output) => Ok(AgentReply { output, usage }),
-                Err(reason) => Err(AgentFailure { reason, usage }),
+                Err(reason) => Err(AgentFailure {
+                    reason,
+                    usage,
+                    kind,
+                }),
             }
         })
     }

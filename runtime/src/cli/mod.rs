@@ -87,6 +87,10 @@ pub struct RunArgs {
     /// start when a model the run may use has no price in the config.
     #[arg(long, value_name = "USD", value_parser = parse_usd)]
     pub max_cost: Option<f64>,
+    /// End the run after this many consecutive quota or auth failures
+    /// (0: never).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub circuit_breaker: u32,
     /// Unknown agent() options and meta keys are errors, not warnings.
     #[arg(long)]
     pub strict: bool,

@@ -150,6 +150,7 @@ fn prepare_and_run(args: RunArgs) -> Result<Outcome, RunError> {
         config: Arc::new(file_config),
         default_model,
         max_cost: args.max_cost,
+        circuit_breaker: args.circuit_breaker,
     };
     let outcome = run_script(&engine, &script, config, events);
     let mut events = outcome.events;
