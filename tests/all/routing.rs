@@ -27,6 +27,18 @@ fn setup(name: &str, script: &str, config: &str) -> PathBuf {
     dir
 }
 
+/// `setup` with the CONFIG prices and sim rules (`r.json`) that make every
+/// agent use a million input and 100k output tokens.
+fn setup_priced(name: &str, script: &str) -> PathBuf {
+    let dir = setup(name, script, CONFIG);
+    std::fs::write(
+        dir.join("r.json"),
+        r#"{"default": {"usage": {"input": 1000000, "output": 100000}}}"#,
+    )
+    .unwrap();
+    dir
+}
+
 #[test]
 fn call_option_then_phase_model_then_default() {
     let src = "export const meta = { name: 'r', description: 'routing', phases: [{ title: 'Scan', model: 'haiku' }, { title: 'Write' }] }\nphase('Scan')\nawait agent('text:a', { label: 'a' })\nawait agent('text:b', { label: 'b', model: 'opus' })\nphase('Write')\nawait agent('text:c', { label: 'c' })\nawait agent('text:d', { label: 'd', phase: 'Scan' })\nawait agent('text:e', { label: 'e', model: 'custom-model-7' })\nreturn 1\n";
@@ -61,12 +73,7 @@ fn call_option_then_phase_model_then_default() {
 #[test]
 fn cost_totals_follow_the_price_table() {
     let src = "export const meta = { name: 'c', description: 'cost', phases: [{ title: 'Scan', model: 'haiku' }] }\nphase('Scan')\nawait parallel([() => agent('a'), () => agent('b')])\nphase('Write')\nawait agent('c')\nreturn 1\n";
-    let dir = setup("cost", src, CONFIG);
-    std::fs::write(
-        dir.join("r.json"),
-        r#"{"default": {"usage": {"input": 1000000, "output": 100000}}}"#,
-    )
-    .unwrap();
+    let dir = setup_priced("cost", src);
     let out = run_in(
         &dir,
         "flow.js",
@@ -124,12 +131,7 @@ fn max_cost_refuses_a_run_with_an_unpriced_model() {
 #[test]
 fn max_cost_stops_new_spawns() {
     let src = "let n = 0\ntry { for (;;) { await agent('step ' + n); n++ } } catch (e) { return [n, e.name, e.message.includes('cost cap')] }\n";
-    let dir = setup("max-cost-stop", src, CONFIG);
-    std::fs::write(
-        dir.join("r.json"),
-        r#"{"default": {"usage": {"input": 1000000, "output": 100000}}}"#,
-    )
-    .unwrap();
+    let dir = setup_priced("max-cost-stop", src);
     let out = run_in(
         &dir,
         "flow.js",
