@@ -155,20 +155,29 @@ fn load_workflow<'js>(ctx: Ctx<'js>, reference: String) -> quickjs::Result<Objec
 /// and returns its completion value; `eval` itself is not reachable from
 /// scripts.
 fn evaluate<'js>(ctx: &Ctx<'js>, source: &str, filename: &str) -> quickjs::Result<Value<'js>> {
-    let src = CString::new(source)
-        .map_err(|_| quickjs::Error::new_from_js_message("string", "source", "NUL byte"))?;
-    let name = CString::new(filename)
-        .map_err(|_| quickjs::Error::new_from_js_message("string", "filename", "NUL byte"))?;
-    let raw = ctx.as_raw().as_ptr();
-    // SAFETY: plain QuickJS API call on a live context; the result is
-    // owned by the returned Value.
+    eval_raw(ctx, source, filename, qjs::JS_EVAL_TYPE_GLOBAL)
+}
+
+/// `JS_Eval` of global code with `flags`; the result is owned by the
+/// returned value. A NUL byte in the source or name is a TypeError.
+fn eval_raw<'js>(
+    ctx: &Ctx<'js>,
+    source: &str,
+    filename: &str,
+    flags: u32,
+) -> quickjs::Result<Value<'js>> {
+    let nul = |what| quickjs::Error::new_from_js_message("string", what, "contains a NUL byte");
+    let src = CString::new(source).map_err(|_| nul("source"))?;
+    let name = CString::new(filename).map_err(|_| nul("filename"))?;
+    // SAFETY: a plain QuickJS API call on a live context; the value it
+    // returns is handed to rquickjs, which frees it.
     unsafe {
         let v = qjs::JS_Eval(
-            raw,
+            ctx.as_raw().as_ptr(),
             src.as_ptr(),
             src.as_bytes().len() as _,
             name.as_ptr(),
-            qjs::JS_EVAL_TYPE_GLOBAL as i32,
+            flags as i32,
         );
         if qjs::JS_IsException(v) {
             return Err(quickjs::Error::Exception);
@@ -309,25 +318,13 @@ struct Component;
 impl compiler::Guest for Component {
     fn compile(source: String, filename: String) -> Result<Vec<u8>, ScriptError> {
         let state = state();
-        let src = CString::new(source).map_err(|_| internal("the script contains a NUL byte"))?;
-        let name =
-            CString::new(filename).map_err(|_| internal("the file name contains a NUL byte"))?;
         state.runtime.context().with(|ctx| {
+            let flags = qjs::JS_EVAL_TYPE_GLOBAL | qjs::JS_EVAL_FLAG_COMPILE_ONLY;
+            let func = eval_raw(&ctx, &source, &filename, flags).map_err(|e| caught(&ctx, e))?;
             let raw = ctx.as_raw().as_ptr();
-            // SAFETY: plain QuickJS API calls on a live context; every value
-            // returned is freed or handed to rquickjs, which frees it.
+            // SAFETY: plain QuickJS API calls on a live context; the buffer
+            // JS_WriteObject returns is copied, then freed.
             unsafe {
-                let func = qjs::JS_Eval(
-                    raw,
-                    src.as_ptr(),
-                    src.as_bytes().len() as _,
-                    name.as_ptr(),
-                    (qjs::JS_EVAL_TYPE_GLOBAL | qjs::JS_EVAL_FLAG_COMPILE_ONLY) as i32,
-                );
-                if qjs::JS_IsException(func) {
-                    return Err(caught(&ctx, quickjs::Error::Exception));
-                }
-                let func = Value::from_raw(ctx.clone(), func);
                 let mut len = 0usize;
                 let buf = qjs::JS_WriteObject(
                     raw,

@@ -104,6 +104,16 @@ pub enum RunError {
 }
 
 impl RunError {
+    /// The run status this error gives (`--json` and the events file).
+    pub fn status(&self) -> &'static str {
+        match self {
+            RunError::Script(_) => "script_error",
+            RunError::Limit { .. } => "limit",
+            RunError::Input(_) => "bad_input",
+            RunError::Internal(_) => "internal_error",
+        }
+    }
+
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {

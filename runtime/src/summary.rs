@@ -127,11 +127,11 @@ impl RunSummary {
         let (status, value, error) = match result {
             Ok(v) => ("ok", v.clone(), None),
             Err(e) => {
-                let (status, script, limit) = match e {
-                    RunError::Script(f) => ("script_error", Some(f.clone()), None),
-                    RunError::Limit { kind, .. } => ("limit", None, Some(*kind)),
-                    RunError::Input(_) => ("bad_input", None, None),
-                    RunError::Internal(_) => ("internal_error", None, None),
+                let status = e.status();
+                let (script, limit) = match e {
+                    RunError::Script(f) => (Some(f.clone()), None),
+                    RunError::Limit { kind, .. } => (None, Some(*kind)),
+                    RunError::Input(_) | RunError::Internal(_) => (None, None),
                 };
                 let info = ErrorInfo {
                     kind: status,

@@ -153,18 +153,8 @@ pub fn analyze(source: &str, options: CheckOptions) -> Result<Analysis, Rejectio
         models: Vec::new(),
     };
     visitor.visit_program(&program);
-    if !visitor.imports.is_empty() {
-        return Err(Rejection {
-            kind: "ImportError",
-            findings: visitor.imports,
-        });
-    }
-    if !visitor.nondeterministic.is_empty() {
-        return Err(Rejection {
-            kind: "DeterminismError",
-            findings: visitor.nondeterministic,
-        });
-    }
+    refuse_if_any("ImportError", visitor.imports)?;
+    refuse_if_any("DeterminismError", visitor.nondeterministic)?;
     check_literal_schemas(&program, &lines, &visitor.schemas)?;
     let (meta, export_offset, mut warnings) = meta::extract(&program, &lines, options)?;
     if let Some(meta) = &meta
@@ -188,6 +178,15 @@ pub fn analyze(source: &str, options: CheckOptions) -> Result<Analysis, Rejectio
         warnings,
         literal_models,
     })
+}
+
+/// A rejection of `kind` when there are findings.
+fn refuse_if_any(kind: &'static str, findings: Vec<Finding>) -> Result<(), Rejection> {
+    if findings.is_empty() {
+        Ok(())
+    } else {
+        Err(Rejection { kind, findings })
+    }
 }
 
 /// The script failed as JavaScript; does it parse as TypeScript?
@@ -217,14 +216,7 @@ fn check_module_syntax(program: &Program<'_>, lines: &Lines<'_>) -> Result<(), R
             _ => {}
         }
     }
-    if findings.is_empty() {
-        Ok(())
-    } else {
-        Err(Rejection {
-            kind: "ImportError",
-            findings,
-        })
-    }
+    refuse_if_any("ImportError", findings)
 }
 
 /// The `schema` option of an `agent()` call, as written.
@@ -279,14 +271,7 @@ fn check_literal_schemas(
             });
         }
     }
-    if findings.is_empty() {
-        Ok(())
-    } else {
-        Err(Rejection {
-            kind: "SchemaError",
-            findings,
-        })
-    }
+    refuse_if_any("SchemaError", findings)
 }
 
 struct Calls<'l, 's> {

@@ -156,11 +156,7 @@ fn prepare_and_run(args: RunArgs) -> Result<Outcome, RunError> {
     let mut events = outcome.events;
     let status = match &outcome.result {
         Ok(_) => "ok",
-        Err(e) => match e {
-            RunError::Script(_) => "script_error",
-            RunError::Limit { .. } => "limit",
-            _ => "error",
-        },
+        Err(e) => e.status(),
     };
     let s = &outcome.stats;
     events.note(&format!(
