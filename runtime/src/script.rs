@@ -151,6 +151,20 @@ pub fn rejection_failure(r: Rejection) -> ScriptFailure {
 fn wrap(source: &str, export_offset: Option<usize>, prefix: &str, suffix: &str) -> String {
     let mut body = String::with_capacity(source.len() + prefix.len() + suffix.len());
     body.push_str(prefix);
+    // A `#!` line is a syntax error inside a function: blank it, keeping
+    // its length so columns stay where they were.
+    let hashbang_end = if source.starts_with("#!") {
+        source.find('\n').unwrap_or(source.len())
+    } else {
+        0
+    };
+    let blanked;
+    let source = if hashbang_end > 0 {
+        blanked = format!("{}{}", " ".repeat(hashbang_end), &source[hashbang_end..]);
+        blanked.as_str()
+    } else {
+        source
+    };
     match export_offset {
         Some(at) if source.get(at..at + 6) == Some("export") => {
             body.push_str(&source[..at]);
@@ -210,6 +224,13 @@ mod tests {
         )
         .wrapped;
         assert!(w.contains("'export const meta'"));
+    }
+
+    #[test]
+    fn a_hashbang_line_is_blanked() {
+        let w = script("#!/usr/bin/env wasmflow\nreturn 1\n").wrapped;
+        assert!(!w.contains("#!"));
+        assert_eq!(w.lines().nth(1), Some("return 1"));
     }
 
     #[test]

@@ -47,7 +47,11 @@ fn cases() -> Vec<Case> {
                 files: Vec::new(),
                 expect: Map::new(),
             };
-            for line in source.lines().take_while(|l| l.starts_with("//")) {
+            for line in source
+                .lines()
+                .skip_while(|l| l.starts_with("#!"))
+                .take_while(|l| l.starts_with("//"))
+            {
                 let Some((key, json)) = line.trim_start_matches("//").trim().split_once(": ")
                 else {
                     continue;
