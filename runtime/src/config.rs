@@ -26,15 +26,113 @@ pub struct Price {
 impl Price {
     /// Cost of `input` and `output` tokens, in USD.
     pub fn cost(&self, input: u64, output: u64) -> f64 {
-        (input as f64 * self.input + output as f64 * self.output) / 1e6
+        self.cost_of(crate::backend::Usage::new(input, output))
     }
+
+    /// Cost of a usage, cache reads and writes included, in USD.
+    pub fn cost_of(&self, u: crate::backend::Usage) -> f64 {
+        (u.input as f64 * self.input
+            + u.output as f64 * self.output
+            + u.cache_read as f64 * self.cache_read
+            + u.cache_write as f64 * self.cache_write)
+            / 1e6
+    }
+}
+
+/// The aliases every run knows, for the `claude` and `anthropic` backends:
+/// alias, model id, and list price (USD per million tokens: input, output,
+/// cache read, cache write — 5-minute writes), from Anthropic's models
+/// overview and pricing pages as of 2026-11. `[models]` and `[prices]` in
+/// the config override each.
+pub const BUILTIN_MODELS: &[(&str, &str, Price)] = &[
+    (
+        "haiku",
+        "claude-haiku-4-5",
+        Price {
+            input: 1.0,
+            output: 5.0,
+            cache_read: 0.10,
+            cache_write: 1.25,
+        },
+    ),
+    (
+        "sonnet",
+        "claude-sonnet-4-6",
+        Price {
+            input: 3.0,
+            output: 15.0,
+            cache_read: 0.30,
+            cache_write: 3.75,
+        },
+    ),
+    (
+        "opus",
+        "claude-opus-4-6",
+        Price {
+            input: 5.0,
+            output: 25.0,
+            cache_read: 0.50,
+            cache_write: 6.25,
+        },
+    ),
+];
+
+/// An entry of `[models]`: `fast = "claude-haiku-4-5"`, or
+/// `local = { backend = "openai", id = "llama3.1:8b" }`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ModelSpec {
+    Id(String),
+    Routed(RoutedModel),
+}
+
+/// A model alias that also names its backend.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutedModel {
+    pub id: String,
+    pub backend: Option<String>,
+}
+
+/// Where an alias leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRoute {
+    pub id: String,
+    /// `None`: the run's default backend.
+    pub backend: Option<String>,
+}
+
+/// `[anthropic]` and `[openai]`: where the server is. Keys come only from
+/// the environment; `api_key_env` names the variable when it is not the
+/// usual one.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    pub base_url: Option<String>,
+    pub api_key_env: Option<String>,
+    /// `max_tokens` of each request (anthropic; default 16384).
+    pub max_tokens: Option<u32>,
+}
+
+/// `[claude]`: how the Claude Code CLI runs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaudeSection {
+    /// The executable (default `claude`, found on PATH).
+    pub command: Option<String>,
+    /// `--allowedTools`, for every agent.
+    #[serde(default)]
+    pub allowed_tools: Vec<String>,
+    /// `--disallowedTools`, for every agent (plus `opts.disallowedTools`).
+    #[serde(default)]
+    pub disallowed_tools: Vec<String>,
 }
 
 /// One configuration file, or several merged.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Default backend (`sim`, `exec`).
+    /// Default backend (`sim`, `exec`, `claude`, `anthropic`, `openai`).
     pub backend: Option<String>,
     /// The exec backend's command.
     pub exec: Option<String>,
@@ -44,12 +142,25 @@ pub struct Config {
     pub max_agents: Option<u64>,
     /// e.g. "30m".
     pub agent_timeout: Option<String>,
-    /// Model aliases: `haiku = "claude-haiku-…"`.
+    /// An agent that shows no progress this long fails, e.g. "5m".
+    pub stall_timeout: Option<String>,
+    /// Retries of a request after 429, 5xx or a network error.
+    pub retries: Option<u32>,
+    /// First backoff delay before jitter, doubled per retry, e.g. "1s".
+    pub retry_base: Option<String>,
+    /// Model aliases: `fast = "claude-haiku-…"`, or a table naming the
+    /// backend too.
     #[serde(default)]
-    pub models: BTreeMap<String, String>,
+    pub models: BTreeMap<String, ModelSpec>,
     /// Prices by model id (or alias).
     #[serde(default)]
     pub prices: BTreeMap<String, Price>,
+    #[serde(default)]
+    pub anthropic: HttpSection,
+    #[serde(default)]
+    pub openai: HttpSection,
+    #[serde(default)]
+    pub claude: ClaudeSection,
 }
 
 impl Config {
@@ -91,8 +202,34 @@ impl Config {
                 )));
             }
         }
-        if let Some(t) = &config.agent_timeout {
-            crate::limits::parse_duration(t).map_err(|e| bad(format!("agent_timeout: {e}")))?;
+        for (key, value) in [
+            ("agent_timeout", &config.agent_timeout),
+            ("stall_timeout", &config.stall_timeout),
+            ("retry_base", &config.retry_base),
+        ] {
+            if let Some(t) = value {
+                crate::limits::parse_duration(t).map_err(|e| bad(format!("{key}: {e}")))?;
+            }
+        }
+        for (alias, spec) in &config.models {
+            if let ModelSpec::Routed(RoutedModel {
+                backend: Some(b), ..
+            }) = spec
+                && !crate::backend::router::BACKENDS.contains(&b.as_str())
+            {
+                return Err(bad(format!(
+                    "models.{alias}: unknown backend `{b}` (available: {})",
+                    crate::backend::router::BACKENDS.join(", ")
+                )));
+            }
+        }
+        if let Some(b) = &config.backend
+            && !crate::backend::router::BACKENDS.contains(&b.as_str())
+        {
+            return Err(bad(format!(
+                "backend: unknown backend `{b}` (available: {})",
+                crate::backend::router::BACKENDS.join(", ")
+            )));
         }
         if config.concurrency == Some(0) || config.max_agents == Some(0) {
             return Err(bad("concurrency and max_agents must be at least 1".into()));
@@ -108,27 +245,103 @@ impl Config {
         self.concurrency = over.concurrency.or(self.concurrency);
         self.max_agents = over.max_agents.or(self.max_agents);
         self.agent_timeout = over.agent_timeout.or(self.agent_timeout);
+        self.stall_timeout = over.stall_timeout.or(self.stall_timeout);
+        self.retries = over.retries.or(self.retries);
+        self.retry_base = over.retry_base.or(self.retry_base);
         self.models.extend(over.models);
         self.prices.extend(over.prices);
+        self.anthropic = HttpSection {
+            base_url: over.anthropic.base_url.or(self.anthropic.base_url),
+            api_key_env: over.anthropic.api_key_env.or(self.anthropic.api_key_env),
+            max_tokens: over.anthropic.max_tokens.or(self.anthropic.max_tokens),
+        };
+        self.openai = HttpSection {
+            base_url: over.openai.base_url.or(self.openai.base_url),
+            api_key_env: over.openai.api_key_env.or(self.openai.api_key_env),
+            max_tokens: over.openai.max_tokens.or(self.openai.max_tokens),
+        };
+        self.claude = ClaudeSection {
+            command: over.claude.command.or(self.claude.command),
+            allowed_tools: if over.claude.allowed_tools.is_empty() {
+                self.claude.allowed_tools
+            } else {
+                over.claude.allowed_tools
+            },
+            disallowed_tools: if over.claude.disallowed_tools.is_empty() {
+                self.claude.disallowed_tools
+            } else {
+                over.claude.disallowed_tools
+            },
+        };
         self
+    }
+
+    /// Where an alias leads: `[models]`, else the built-in aliases, else
+    /// the name is a model id itself.
+    pub fn route(&self, alias: &str) -> ModelRoute {
+        match self.models.get(alias) {
+            Some(ModelSpec::Id(id)) => ModelRoute {
+                id: id.clone(),
+                backend: None,
+            },
+            Some(ModelSpec::Routed(r)) => ModelRoute {
+                id: r.id.clone(),
+                backend: r.backend.clone(),
+            },
+            None => ModelRoute {
+                id: BUILTIN_MODELS
+                    .iter()
+                    .find(|(a, _, _)| *a == alias)
+                    .map(|(_, id, _)| id.to_string())
+                    .unwrap_or_else(|| alias.to_string()),
+                backend: None,
+            },
+        }
     }
 
     /// The model id an alias stands for (an unknown name is an id itself).
     pub fn model_id(&self, alias: &str) -> String {
-        self.models
-            .get(alias)
-            .cloned()
-            .unwrap_or_else(|| alias.to_string())
+        self.route(alias).id
     }
 
-    /// The price of a model, by its id or by the alias that names it.
+    /// Whether `name` is an alias (configured or built in).
+    pub fn is_alias(&self, name: &str) -> bool {
+        self.models.contains_key(name) || BUILTIN_MODELS.iter().any(|(a, _, _)| *a == name)
+    }
+
+    /// Every alias, configured then built in, with where it leads.
+    pub fn aliases(&self) -> Vec<(String, ModelRoute)> {
+        let mut all: Vec<(String, ModelRoute)> = self
+            .models
+            .keys()
+            .map(|a| (a.clone(), self.route(a)))
+            .collect();
+        for (a, _, _) in BUILTIN_MODELS {
+            if !self.models.contains_key(*a) {
+                all.push((a.to_string(), self.route(a)));
+            }
+        }
+        all
+    }
+
+    /// The price of a model, by its id or by an alias that names it; the
+    /// built-in list prices last.
     pub fn price(&self, model_id: &str) -> Option<Price> {
-        self.prices.get(model_id).copied().or_else(|| {
-            self.models
-                .iter()
-                .find(|(_, id)| id.as_str() == model_id)
-                .and_then(|(alias, _)| self.prices.get(alias).copied())
-        })
+        self.prices
+            .get(model_id)
+            .copied()
+            .or_else(|| {
+                self.models
+                    .keys()
+                    .filter(|alias| self.route(alias).id == model_id)
+                    .find_map(|alias| self.prices.get(alias).copied())
+            })
+            .or_else(|| {
+                BUILTIN_MODELS
+                    .iter()
+                    .find(|(_, id, _)| *id == model_id)
+                    .map(|(_, _, p)| *p)
+            })
     }
 }
 

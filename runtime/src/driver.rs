@@ -23,7 +23,7 @@ use crate::host::{HostState, TimerOp};
 use crate::limits::Limits;
 use crate::scheduler::{AgentEnd, Scheduler, Wake};
 use crate::script::{Script, line_in_stack};
-use crate::summary::{Failure, Stats};
+use crate::summary::{AgentCost, AgentNote, Failure, Stats};
 
 /// What a run needs besides the script.
 pub struct RunConfig {
@@ -120,16 +120,8 @@ pub async fn run_async(
         let data = store.data_mut();
         data.strict = config.strict;
         data.max_cost = config.max_cost;
-        data.routing = crate::host::Routing {
-            config: config.config.clone(),
-            default_model: config.default_model.clone(),
-            phase_models: script
-                .meta
-                .iter()
-                .flat_map(|m| m.phases.iter())
-                .filter_map(|p| Some((p.title.clone(), p.model.clone()?)))
-                .collect(),
-        };
+        data.routing =
+            crate::host::Routing::new(config.config.clone(), config.default_model.clone(), script);
         data.children = crate::host::ChildLoader {
             base_dir: script
                 .path
@@ -166,9 +158,16 @@ pub async fn run_async(
     let options = bindings::RunOptions {
         budget_total: config.budget,
     };
-    let result = run
-        .execute(engine, script, &config.args_json, options)
-        .await;
+    // What would fail every agent (a missing key, a dead server, a typo in
+    // a model name) stops the run before the first spawn.
+    let planned = run.store.data().routing.planned(script);
+    let result = match run.scheduler.backend().check(planned).await {
+        Err(message) => Err(RunError::Input(crate::error::InputError::Invalid(message))),
+        Ok(()) => {
+            run.execute(engine, script, &config.args_json, options)
+                .await
+        }
+    };
     run.scheduler.abort_all();
     for (_, t) in run.timers.drain() {
         t.abort();
@@ -348,7 +347,7 @@ impl Run {
                     events.push(Event::Timer(id));
                 }
             }
-            Wake::Agent { id, end } => {
+            Wake::Agent { id, end, notes } => {
                 self.breaker.record(&end);
                 let Some(running) = self.scheduler.finished(id) else {
                     return;
@@ -377,7 +376,7 @@ impl Run {
                         .model
                         .as_deref()
                         .and_then(|m| routing.config.price(m))
-                        .map(|p| p.cost(usage.input, usage.output))
+                        .map(|p| p.cost_of(usage))
                 };
                 self.store.data_mut().spent_usd += usd.unwrap_or(0.0);
                 self.stats.cost.add(
@@ -386,6 +385,26 @@ impl Run {
                     usage,
                     usd,
                 );
+                self.stats.per_agent.push(AgentCost {
+                    id,
+                    label: running.label.clone(),
+                    phase: running.phase.clone(),
+                    model: running.model.clone(),
+                    usage,
+                    usd,
+                    ok: failure.is_none(),
+                });
+                for note in notes {
+                    self.store
+                        .data_mut()
+                        .events
+                        .note(&format!("{}: {note}", running.label));
+                    self.stats.notes.push(AgentNote {
+                        id,
+                        label: running.label.clone(),
+                        note,
+                    });
+                }
                 match &failure {
                     None => self.stats.agents.done += 1,
                     Some(reason) => {
@@ -401,11 +420,15 @@ impl Run {
                     .scheduler
                     .counts(self.stats.agents.done, self.stats.agents.failed);
                 self.store.data_mut().events.agent_finished(
-                    id,
-                    &running.label,
-                    running.phase.as_deref(),
-                    failure.as_deref(),
-                    usage,
+                    crate::events::AgentEnded {
+                        id,
+                        label: &running.label,
+                        phase: running.phase.as_deref(),
+                        model: running.model.as_deref(),
+                        failure: failure.as_deref(),
+                        usage,
+                        usd,
+                    },
                     counts,
                 );
                 events.push(Event::Agent(bindings::AgentResult {

@@ -39,6 +39,29 @@ pub struct Counts {
     pub failed: u64,
 }
 
+/// One ended agent, as progress shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentEnded<'a> {
+    pub id: u64,
+    pub label: &'a str,
+    pub phase: Option<&'a str>,
+    pub model: Option<&'a str>,
+    /// Why it failed; `None` for an answer.
+    pub failure: Option<&'a str>,
+    pub usage: Usage,
+    /// `None`: the model has no price.
+    pub usd: Option<f64>,
+}
+
+/// `12.3k` for token counts.
+fn tokens(n: u64) -> String {
+    match n {
+        0..1_000 => n.to_string(),
+        1_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
+        _ => format!("{:.1}M", n as f64 / 1e6),
+    }
+}
+
 /// Where events go. Writing the event file is best-effort after the first
 /// error, which is reported once: a full disk must not kill a paid run.
 pub struct EventSink {
@@ -121,23 +144,51 @@ impl EventSink {
         self.write(json!({"type": "agent_started", "id": id, "label": label, "phase": phase}));
     }
 
-    pub fn agent_finished(
-        &mut self,
-        id: u64,
-        label: &str,
-        phase: Option<&str>,
-        failure: Option<&str>,
-        usage: Usage,
-        counts: Counts,
-    ) {
+    pub fn agent_finished(&mut self, a: AgentEnded<'_>, counts: Counts) {
+        let AgentEnded {
+            id,
+            label,
+            phase,
+            model,
+            failure,
+            usage,
+            usd,
+        } = a;
         if self.progress {
             let tally = format!(
                 "{} done, {} failed, {} running, {} queued",
                 counts.done, counts.failed, counts.running, counts.queued
             );
+            // Model, tokens and cost only when there is something to say:
+            // sim runs without a model keep their short lines.
+            let mut cost = Vec::new();
+            if let Some(m) = model {
+                cost.push(m.to_string());
+            }
+            if usage != Usage::default() {
+                let cached = usage.cache_read + usage.cache_write;
+                cost.push(if cached > 0 {
+                    format!(
+                        "{} in (+{} cached) / {} out",
+                        tokens(usage.input),
+                        tokens(cached),
+                        tokens(usage.output)
+                    )
+                } else {
+                    format!("{} in / {} out", tokens(usage.input), tokens(usage.output))
+                });
+            }
+            if let Some(usd) = usd {
+                cost.push(format!("${usd:.4}"));
+            }
+            let cost = if model.is_some() && !cost.is_empty() {
+                format!(" [{}]", cost.join(", "))
+            } else {
+                String::new()
+            };
             match failure {
-                None => eprintln!("wasmflow:   ✓ {label} ({tally})"),
-                Some(reason) => eprintln!("wasmflow:   ✗ {label}: {reason} ({tally})"),
+                None => eprintln!("wasmflow:   ✓ {label}{cost} ({tally})"),
+                Some(reason) => eprintln!("wasmflow:   ✗ {label}: {reason}{cost} ({tally})"),
             }
         }
         if self.file.is_none() {
@@ -145,8 +196,8 @@ impl EventSink {
         }
         let mut event = json!({
             "type": if failure.is_some() { "agent_failed" } else { "agent_done" },
-            "id": id, "label": label, "phase": phase,
-            "usage": {"input": usage.input, "output": usage.output},
+            "id": id, "label": label, "phase": phase, "model": model,
+            "usage": usage, "usd": usd,
         });
         if let Some(reason) = failure {
             event["reason"] = json!(reason);

@@ -127,15 +127,74 @@ pub struct Routing {
 }
 
 impl Routing {
-    /// `opts.model`, else the phase's model, else the default; as an id.
-    pub fn model_for(&self, options: &Map<String, Value>, phase: Option<&str>) -> Option<String> {
+    /// Routing for `script`: its phases' models, then the default.
+    pub fn new(
+        config: std::sync::Arc<crate::config::Config>,
+        default_model: Option<String>,
+        script: &Script,
+    ) -> Routing {
+        Routing {
+            config,
+            default_model,
+            phase_models: script
+                .meta
+                .iter()
+                .flat_map(|m| m.phases.iter())
+                .filter_map(|p| Some((p.title.clone(), p.model.clone()?)))
+                .collect(),
+        }
+    }
+
+    /// `opts.model`, else the phase's model, else the default; resolved.
+    pub fn model_for(
+        &self,
+        options: &Map<String, Value>,
+        phase: Option<&str>,
+    ) -> Option<crate::config::ModelRoute> {
         let alias = options
             .get("model")
             .and_then(Value::as_str)
             .map(String::from)
             .or_else(|| phase.and_then(|p| self.phase_models.get(p).cloned()))
             .or_else(|| self.default_model.clone())?;
-        Some(self.config.model_id(&alias))
+        Some(self.config.route(&alias))
+    }
+
+    /// Every model the run can be seen to use before it starts: the
+    /// default, the phases' models, and `opts.model` literals.
+    pub fn planned(&self, script: &Script) -> Vec<crate::backend::PlannedModel> {
+        let mut planned = Vec::new();
+        let mut add = |alias: &str, origin: String| {
+            if planned
+                .iter()
+                .any(|p: &crate::backend::PlannedModel| p.alias == alias)
+            {
+                return;
+            }
+            let route = self.config.route(alias);
+            planned.push(crate::backend::PlannedModel {
+                alias: alias.to_string(),
+                id: route.id,
+                backend: route.backend,
+                origin,
+            });
+        };
+        if let Some(d) = &self.default_model {
+            add(d, "the default model".into());
+        }
+        for (i, p) in script.meta.iter().flat_map(|m| m.phases.iter()).enumerate() {
+            if let Some(m) = &p.model {
+                add(m, format!("meta.phases[{i}].model"));
+            }
+        }
+        for m in &script.literal_models {
+            let origin = match script.line_of_literal(m) {
+                Some(line) => format!("opts.model, {}:{line}", script.filename),
+                None => format!("opts.model in {}", script.filename),
+            };
+            add(m, origin);
+        }
+        planned
     }
 }
 
@@ -216,7 +275,7 @@ impl host::Host for HostState {
                 self.spent_usd
             )));
         }
-        let model = self.routing.model_for(&options, request.phase.as_deref());
+        let route = self.routing.model_for(&options, request.phase.as_deref());
         let label = options
             .get("label")
             .and_then(Value::as_str)
@@ -239,7 +298,8 @@ impl host::Host for HostState {
             phase: request.phase,
             attempt: 1,
             priority: request.priority,
-            model,
+            model: route.as_ref().map(|r| r.id.clone()),
+            backend: route.and_then(|r| r.backend),
             schema,
             feedback: Vec::new(),
         });

@@ -32,13 +32,32 @@ pub enum AgentEnd {
 
 /// Something the driver waits for.
 pub enum Wake {
-    Agent { id: u64, end: AgentEnd },
-    Timer { id: u64 },
+    Agent {
+        id: u64,
+        end: AgentEnd,
+        /// What the backend said when it released the agent.
+        notes: Vec<String>,
+    },
+    Timer {
+        id: u64,
+    },
 }
 
-/// Runs one agent call: with a schema, each invalid reply is sent back with
-/// its validation errors, up to `max_tries` tries in all.
+/// Runs one agent call to its end, then lets the backend release what the
+/// agent held (a session, a worktree).
 pub async fn run_agent(
+    backend: Arc<dyn AgentBackend>,
+    request: AgentRequest,
+    max_tries: u32,
+) -> (AgentEnd, Vec<String>) {
+    let id = request.id;
+    let end = run_tries(backend.clone(), request, max_tries).await;
+    (end, backend.finish(id).await)
+}
+
+/// With a schema, each invalid reply is sent back with its validation
+/// errors, up to `max_tries` tries in all.
+async fn run_tries(
     backend: Arc<dyn AgentBackend>,
     mut request: AgentRequest,
     max_tries: u32,
@@ -154,6 +173,11 @@ impl Scheduler {
         }
     }
 
+    /// The backend agents run on.
+    pub fn backend(&self) -> &Arc<dyn AgentBackend> {
+        &self.backend
+    }
+
     /// Agents running or queued.
     pub fn in_flight(&self) -> usize {
         self.queue.len() + self.running.len()
@@ -194,9 +218,9 @@ impl Scheduler {
             let tx = self.tx.clone();
             let work = run_agent(self.backend.clone(), request, self.schema_tries);
             let task = tokio::spawn(async move {
-                let end = work.await;
+                let (end, notes) = work.await;
                 // The driver may already be gone (run ended): nothing to do.
-                let _ = tx.send(Wake::Agent { id, end });
+                let _ = tx.send(Wake::Agent { id, end, notes });
             });
             self.running.insert(
                 id,

@@ -107,9 +107,23 @@ pub fn parse_reply(text: &str) -> Option<Value> {
 
 /// The follow-up prompt after an invalid reply.
 pub fn retry_prompt(original: &str, errors: &[String]) -> String {
+    format!("{original}\n\n{}", feedback_prompt(errors))
+}
+
+/// What was wrong with the previous reply: the whole prompt of a retry
+/// that continues the agent's session.
+pub fn feedback_prompt(errors: &[String]) -> String {
     format!(
-        "{original}\n\nYour previous reply did not match the required JSON Schema:\n- {}\nReply again with only a JSON value that matches the schema.",
+        "Your previous reply did not match the required JSON Schema:\n- {}\nReply again with only a JSON value that matches the schema.",
         errors.join("\n- ")
+    )
+}
+
+/// Appended to the prompt of an agent whose backend has no structured
+/// output of its own.
+pub fn schema_instruction(schema: &Value) -> String {
+    format!(
+        "\n\nWhen you are done, reply with only a JSON value (no prose, no code fence) that matches this JSON Schema:\n{schema}"
     )
 }
 

@@ -76,6 +76,15 @@ impl Script {
         })
     }
 
+    /// The first line holding `text` as a quoted string literal.
+    pub fn line_of_literal(&self, text: &str) -> Option<usize> {
+        let quoted = ['\'', '"', '`'].map(|q| format!("{q}{text}{q}"));
+        self.source
+            .lines()
+            .position(|l| quoted.iter().any(|q| l.contains(q.as_str())))
+            .map(|i| i + 1)
+    }
+
     /// The name users know the workflow by: `meta.name`, else the file stem.
     pub fn name(&self) -> String {
         match &self.meta {

@@ -31,6 +31,8 @@ pub struct CostLine {
     pub agents: u64,
     pub input: u64,
     pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
     /// USD; `null` when any agent of the group has no price (never $0).
     pub usd: Option<f64>,
 }
@@ -45,6 +47,8 @@ impl CostLine {
         self.agents += 1;
         self.input += usage.input;
         self.output += usage.output;
+        self.cache_read += usage.cache_read;
+        self.cache_write += usage.cache_write;
     }
 }
 
@@ -88,6 +92,28 @@ impl CostReport {
     }
 }
 
+/// Tokens and cost of one agent (all its tries).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AgentCost {
+    pub id: u64,
+    pub label: String,
+    pub phase: Option<String>,
+    pub model: Option<String>,
+    #[serde(flatten)]
+    pub usage: Usage,
+    /// `null` when the model has no price.
+    pub usd: Option<f64>,
+    pub ok: bool,
+}
+
+/// Something a backend reported about an agent when it released it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AgentNote {
+    pub id: u64,
+    pub label: String,
+    pub note: String,
+}
+
 /// Accounting for one run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Stats {
@@ -96,6 +122,10 @@ pub struct Stats {
     pub peak_concurrency: usize,
     pub tokens: Usage,
     pub cost: CostReport,
+    /// Every ended agent, in the order they ended.
+    pub per_agent: Vec<AgentCost>,
+    /// E.g. worktrees kept because the agent changed them.
+    pub notes: Vec<AgentNote>,
 }
 
 /// The error part of a summary.

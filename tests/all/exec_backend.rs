@@ -160,7 +160,7 @@ fn exec_flags_are_checked() {
     let out = run_in(&dir, "flow.js", &["--backend", "exec"]);
     assert_eq!(out.code, 2);
     assert!(
-        out.stderr.contains("--backend exec needs the command"),
+        out.stderr.contains("the exec backend needs the command"),
         "{}",
         out.stderr
     );

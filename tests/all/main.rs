@@ -1,5 +1,6 @@
 //! The integration suite: one binary, so the runtime links once.
 
+mod fake_http;
 mod support;
 
 mod cli_input;
@@ -8,6 +9,7 @@ mod conformance;
 mod engine_artifact;
 mod examples;
 mod exec_backend;
+mod http_backends;
 mod limits;
 mod routing;
 mod script_results;

@@ -86,7 +86,7 @@ fn cost_totals_follow_the_price_table() {
     assert_eq!(cost["unpriced_agents"], 0);
     assert_eq!(
         cost["by_model"]["h-1"],
-        json!({"agents": 2, "input": 2000000, "output": 200000, "usd": 3.0})
+        json!({"agents": 2, "input": 2000000, "output": 200000, "cache_read": 0, "cache_write": 0, "usd": 3.0})
     );
     assert_eq!(cost["by_model"]["s-1"]["usd"], json!(4.5));
     assert_eq!(cost["by_phase"]["Scan"]["usd"], json!(3.0));

@@ -38,12 +38,18 @@ fn the_summary_has_every_field() {
         "failures",
         "peak_concurrency",
         "tokens",
+        "cost",
+        "per_agent",
+        "notes",
         "duration_ms",
     ] {
         assert!(v.get(key).is_some(), "summary lacks {key}: {v:#}");
     }
     assert_eq!(v["status"], "ok");
-    assert_eq!(v["tokens"], serde_json::json!({"input": 200, "output": 14}));
+    assert_eq!(
+        v["tokens"],
+        serde_json::json!({"input": 200, "output": 14, "cache_read": 0, "cache_write": 0})
+    );
     assert_eq!(v["peak_concurrency"], 2);
 }
 

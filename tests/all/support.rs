@@ -97,7 +97,31 @@ pub fn run_traced(source: &str, rules: &str, args: &[&str]) -> (Output, Vec<Exec
 }
 
 pub fn run_in(dir: &Path, script: &str, args: &[&str]) -> Output {
-    let out = wasmflow()
+    run_env(dir, script, args, &[])
+}
+
+/// Backend settings the developer's environment may hold: tests set their
+/// own.
+const BACKEND_ENV: &[&str] = &[
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+];
+
+/// `run_in` with environment variables set (and the backend ones cleared
+/// first).
+pub fn run_env(dir: &Path, script: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = wasmflow();
+    for k in BACKEND_ENV {
+        cmd.env_remove(k);
+    }
+    // No user config from the developer's home.
+    cmd.env("HOME", dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd
         .current_dir(dir)
         .arg("run")
         .arg(script)

@@ -52,9 +52,14 @@ pub fn request_json(request: &AgentRequest) -> Value {
 
 /// Reads the command's stdout: a reply object, or plain text.
 pub fn parse_reply(stdout: &str) -> AgentResult {
-    let usage_of = |v: &Value| Usage {
-        input: v["usage"]["input"].as_u64().unwrap_or(0),
-        output: v["usage"]["output"].as_u64().unwrap_or(0),
+    let usage_of = |v: &Value| {
+        let n = |k: &str| v["usage"][k].as_u64().unwrap_or(0);
+        Usage {
+            input: n("input"),
+            output: n("output"),
+            cache_read: n("cache_read"),
+            cache_write: n("cache_write"),
+        }
     };
     if let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(stdout.trim()) {
         let usage = usage_of(&v);
@@ -211,13 +216,7 @@ mod tests {
     fn replies_parse() {
         let r = parse_reply(r#"{"text": "hi", "usage": {"input": 3, "output": 1}}"#).unwrap();
         assert_eq!(r.output, AgentOutput::Text("hi".into()));
-        assert_eq!(
-            r.usage,
-            Usage {
-                input: 3,
-                output: 1
-            }
-        );
+        assert_eq!(r.usage, Usage::new(3, 1));
         assert_eq!(
             parse_reply(r#"{"json": [1]}"#).unwrap().output,
             AgentOutput::Json(json!([1]))

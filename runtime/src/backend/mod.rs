@@ -10,8 +10,15 @@ use std::pin::Pin;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+pub mod anthropic;
+pub mod claude;
 pub mod exec;
+pub mod http;
+pub mod openai;
+pub mod retry;
+pub mod router;
 pub mod sim;
+mod sse;
 
 /// A boxed, sendable future, so backends stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -35,6 +42,9 @@ pub struct AgentRequest {
     /// The model id routing chose: `opts.model`, else the phase's model in
     /// `meta.phases`, else the default model (aliases resolved by config).
     pub model: Option<String>,
+    /// The backend the model's alias routes to (`[models]` in the config);
+    /// `None`: the run's default backend. Only [`router::Router`] reads it.
+    pub backend: Option<String>,
     /// `opts.schema`, compiled: the reply must be a JSON value matching it.
     pub schema: Option<crate::schema::Schema>,
     /// On a schema retry: what was wrong with the previous reply. Backends
@@ -43,6 +53,21 @@ pub struct AgentRequest {
 }
 
 impl AgentRequest {
+    /// `opts.stallMs` when the script set a usable one, else `default`.
+    pub fn stall_timeout(&self, default: std::time::Duration) -> std::time::Duration {
+        match self.options.get("stallMs").and_then(Value::as_f64) {
+            Some(ms) if ms.is_finite() && ms >= 1.0 => {
+                std::time::Duration::from_millis(ms.min(u32::MAX as f64) as u64)
+            }
+            _ => default,
+        }
+    }
+
+    /// A string option (`effort`, `agentType`, ...), when set to a string.
+    pub fn option_str(&self, name: &str) -> Option<&str> {
+        self.options.get(name).and_then(Value::as_str)
+    }
+
     /// The label shown to users: `opts.label`, else `agent #id`.
     pub fn display_label(&self) -> String {
         self.label
@@ -61,17 +86,36 @@ impl AgentRequest {
     }
 }
 
-/// Tokens used, as the backend reports them.
+/// Tokens used, as the backend reports them. `input` counts uncached
+/// input only; prompt-cache reads and writes are apart, as the Messages API
+/// reports them, because they are priced apart.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Usage {
     pub input: u64,
     pub output: u64,
+    /// Input tokens read from the prompt cache.
+    pub cache_read: u64,
+    /// Input tokens written to the prompt cache.
+    pub cache_write: u64,
+}
+
+impl Usage {
+    /// Plain input and output tokens, no cache.
+    pub fn new(input: u64, output: u64) -> Usage {
+        Usage {
+            input,
+            output,
+            ..Usage::default()
+        }
+    }
 }
 
 impl std::ops::AddAssign for Usage {
     fn add_assign(&mut self, other: Usage) {
         self.input += other.input;
         self.output += other.output;
+        self.cache_read += other.cache_read;
+        self.cache_write += other.cache_write;
     }
 }
 
@@ -123,7 +167,26 @@ impl FailureKind {
 /// How one live execution ended.
 pub type AgentResult = Result<AgentReply, AgentFailure>;
 
+/// A model the run may use, known before it starts (the default model, a
+/// phase's model, or a literal `opts.model`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedModel {
+    /// As written (an alias or an id).
+    pub alias: String,
+    /// What the config resolves it to.
+    pub id: String,
+    /// The backend its alias routes to; `None`: the run's default.
+    pub backend: Option<String>,
+    /// Where it was written, for messages (`script line 12`, `--model`).
+    pub origin: String,
+}
+
 /// Something that runs agents. Implement it to plug in your own.
+///
+/// The runtime calls [`check`](Self::check) once before the script starts,
+/// then [`run`](Self::run) once per try of each agent (a schema retry is a
+/// new try with [`AgentRequest::feedback`] set), then
+/// [`finish`](Self::finish) once after an agent's last try.
 pub trait AgentBackend: Send + Sync {
     /// Short name for messages (`sim`, `claude`, ...).
     fn name(&self) -> &str;
@@ -131,4 +194,20 @@ pub trait AgentBackend: Send + Sync {
     /// Runs one agent to its end. Must not panic on anything the agent or
     /// its service sends: return an [`AgentFailure`] naming what went wrong.
     fn run(&self, request: AgentRequest) -> BoxFuture<'static, AgentResult>;
+
+    /// Checks, before any agent is spawned, what would otherwise fail every
+    /// agent: credentials, reachability, the models the run names. `Err`
+    /// stops the run with that message. The default accepts everything.
+    fn check(&self, models: Vec<PlannedModel>) -> BoxFuture<'static, Result<(), String>> {
+        let _ = models;
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Called once after the last try of agent `id`, to release what it
+    /// held across tries (a session, a worktree). Returns notes for the run
+    /// summary, e.g. where a changed worktree was kept.
+    fn finish(&self, id: u64) -> BoxFuture<'static, Vec<String>> {
+        let _ = id;
+        Box::pin(async { Vec::new() })
+    }
 }

@@ -76,6 +76,10 @@ pub struct SimBehaviour {
 pub struct SimUsage {
     pub input: u64,
     pub output: u64,
+    #[serde(default)]
+    pub cache_read: u64,
+    #[serde(default)]
+    pub cache_write: u64,
 }
 
 impl SimRules {
@@ -271,14 +275,18 @@ impl AgentBackend for SimBackend {
             .map(|u| Usage {
                 input: u.input,
                 output: u.output,
+                cache_read: u.cache_read,
+                cache_write: u.cache_write,
             })
-            .unwrap_or_else(|| Usage {
-                input: input_tokens,
-                output: match &outcome {
-                    Ok(AgentOutput::Text(t)) => estimate_tokens(t),
-                    Ok(AgentOutput::Json(v)) => estimate_tokens(&v.to_string()),
-                    Err(_) => 0,
-                },
+            .unwrap_or_else(|| {
+                Usage::new(
+                    input_tokens,
+                    match &outcome {
+                        Ok(AgentOutput::Text(t)) => estimate_tokens(t),
+                        Ok(AgentOutput::Json(v)) => estimate_tokens(&v.to_string()),
+                        Err(_) => 0,
+                    },
+                )
             });
         let trace = self.trace.clone();
         let epoch = self.epoch;

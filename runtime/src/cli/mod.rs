@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use wasmflow::error::exit;
 
+mod backends;
 mod bench;
 mod list;
 mod run;
@@ -42,7 +43,9 @@ pub struct RunArgs {
     /// Read `args` from a JSON file.
     #[arg(long, value_name = "FILE")]
     pub args_file: Option<PathBuf>,
-    /// Agent backend: `sim` (simulated agents, the default) or `exec`.
+    /// Agent backend: `sim` (simulated agents, the default), `claude`
+    /// (Claude Code CLI), `anthropic` (Messages API), `openai` (Chat
+    /// Completions: OpenAI, Ollama, vLLM, llama.cpp) or `exec`.
     #[arg(long, value_name = "NAME")]
     pub backend: Option<String>,
     /// exec backend: the command run once per agent (through /bin/sh -c);
@@ -53,6 +56,16 @@ pub struct RunArgs {
     /// (default 30m, or `agent_timeout` in the config)
     #[arg(long, value_name = "DURATION", value_parser = wasmflow::limits::parse_duration)]
     pub agent_timeout: Option<std::time::Duration>,
+    /// An agent that shows no progress this long fails (claude: no output
+    /// line; HTTP: no bytes). (default 10m for claude, 2m for HTTP, or
+    /// `stall_timeout` in the config; opts.stallMs per agent)
+    #[arg(long, value_name = "DURATION", value_parser = wasmflow::limits::parse_duration)]
+    pub stall_timeout: Option<std::time::Duration>,
+    /// HTTP backends: retries after 429, 5xx or a network error, with
+    /// exponential backoff and jitter, honouring retry-after.
+    /// (default 4, or `retries` in the config)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub retries: Option<u32>,
     /// Agents running at once; excess agent() calls queue in call order.
     /// (default 16, or `concurrency` in the config)
     #[arg(long, value_name = "N",

@@ -2,13 +2,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::Value;
 
-use wasmflow::backend::AgentBackend;
-use wasmflow::backend::exec::ExecBackend;
-use wasmflow::backend::sim::{SimBackend, SimRules, SimTrace};
 use wasmflow::check::CheckOptions;
 use wasmflow::config::Config;
 use wasmflow::error::{InputError, RunError, exit};
@@ -97,10 +94,30 @@ fn prepare_and_run(args: RunArgs) -> Result<Outcome, RunError> {
     }
     let args_json = read_args(&args)?;
     let (file_config, _files) = Config::load(&cwd, saved::home_dir().as_deref())?;
-    let default_model = args
+    let backend_name = args
+        .backend
+        .clone()
+        .or_else(|| args.exec_command.as_ref().map(|_| "exec".to_string()))
+        .or_else(|| file_config.backend.clone())
+        .unwrap_or_else(|| "sim".into());
+    let default_model = match args
         .model
         .clone()
-        .or_else(|| file_config.default_model.clone());
+        .or_else(|| file_config.default_model.clone())
+    {
+        Some(m) => Some(m),
+        // Never silently the most expensive model: the middle one, said.
+        None if backend_name == "claude" || backend_name == "anthropic" => {
+            if !args.quiet {
+                eprintln!(
+                    "wasmflow: no default model set: agents that name none use sonnet ({}); set default_model in wasmflow.toml or pass --model",
+                    file_config.model_id("sonnet")
+                );
+            }
+            Some("sonnet".to_string())
+        }
+        None => None,
+    };
     if let Some(max) = args.max_cost {
         check_prices(&script, &file_config, default_model.as_deref(), max)?;
     }
@@ -111,12 +128,12 @@ fn prepare_and_run(args: RunArgs) -> Result<Outcome, RunError> {
         }
         (None, None) => std::time::Duration::from_secs(30 * 60),
     };
-    let backend = make_backend(
+    let backend = super::backends::build(
         &args,
-        args.backend.clone().or_else(|| file_config.backend.clone()),
-        args.exec_command
-            .clone()
-            .or_else(|| file_config.exec.clone()),
+        &backend_name,
+        &file_config,
+        &script,
+        default_model.as_deref(),
         agent_timeout,
     )?;
     let events =
@@ -245,65 +262,5 @@ fn check_prices(
         "--max-cost {max}: no price for {}; add one per model to wasmflow.toml, e.g. [prices.\"{}\"] input = 3.0, output = 15.0 (USD per million tokens)",
         unpriced.join(", "),
         unpriced[0]
-    )))
-}
-
-fn make_backend(
-    args: &RunArgs,
-    backend: Option<String>,
-    exec_command: Option<String>,
-    agent_timeout: std::time::Duration,
-) -> Result<Arc<dyn AgentBackend>, InputError> {
-    let implied = if args.exec_command.is_some() {
-        "exec"
-    } else {
-        "sim"
-    };
-    match args.backend.as_deref().unwrap_or(implied) {
-        "exec" => {
-            let Some(command) = exec_command.filter(|c| !c.trim().is_empty()) else {
-                return Err(InputError::Invalid(
-                    "--backend exec needs the command to run: --exec 'my-agent --flag'".into(),
-                ));
-            };
-            return Ok(Arc::new(ExecBackend::new(command, agent_timeout)));
-        }
-        "sim" => {
-            if exec_command.is_some() {
-                return Err(InputError::Invalid(
-                    "--exec goes with --backend exec, not with --backend sim".into(),
-                ));
-            }
-            if backend.is_none() && !args.quiet {
-                eprintln!(
-                    "wasmflow: no backend set: using the simulated backend (sim); agents are not real"
-                );
-            }
-        }
-        other => {
-            return Err(InputError::Invalid(format!(
-                "unknown backend `{other}`; available: sim, exec"
-            )));
-        }
-    }
-    let rules = match &args.sim_rules {
-        Some(path) => SimRules::load(path).map_err(|reason| InputError::SimRules {
-            path: path.clone(),
-            reason,
-        })?,
-        None => SimRules::default(),
-    };
-    let trace = match &args.sim_trace {
-        Some(path) => Some(SimTrace::create(path).map_err(|e| InputError::Output {
-            what: "the sim trace",
-            path: path.clone(),
-            reason: e.to_string(),
-        })?),
-        None => None,
-    };
-    Ok(Arc::new(SimBackend::new(
-        rules,
-        Duration::from_millis(args.sim_latency),
-        trace,
     )))
 }
