@@ -426,10 +426,12 @@ async fn run_try(
     };
     let stall = request.stall_timeout(settings.stall);
     let mut stream = StreamState::default();
+    let mut err = Vec::new();
     let work = async {
         let writer = async move {
             let _ = stdin.write_all(input.as_bytes()).await;
             let _ = stdin.shutdown().await;
+            Ok::<(), String>(())
         };
         let reader = async {
             let mut lines = BufReader::new(stdout.take(MAX_STDOUT));
@@ -448,14 +450,15 @@ async fn run_try(
                 }
             }
         };
-        let mut err = Vec::new();
         let err_reader = async {
             let _ = (&mut stderr).take(1 << 20).read_to_end(&mut err).await;
+            Ok(())
         };
-        let ((), read, ()) = tokio::join!(writer, reader, err_reader);
-        (read, err)
+        // A stall ends the try at once: the process (killed on drop) may
+        // still hold stderr open.
+        tokio::try_join!(writer, reader, err_reader).map(|_| ())
     };
-    let (read, err) = match tokio::time::timeout(settings.timeout, work).await {
+    let read = match tokio::time::timeout(settings.timeout, work).await {
         Ok(r) => r,
         Err(_) => {
             return Err(failure(format!(
