@@ -6,6 +6,10 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde_json::json;
 
+use wasmflow::backend::AgentBackend;
+use wasmflow::backend::http::HttpOptions;
+use wasmflow::backend::openai::{OpenAiBackend, OpenAiSettings};
+use wasmflow::backend::retry::RetryPolicy;
 use wasmflow::backend::sim::{SimBackend, SimRules};
 use wasmflow::error::exit;
 use wasmflow::{EventSink, RunConfig, Script, WorkflowEngine, run_script};
@@ -30,7 +34,15 @@ fn median(mut xs: Vec<Duration>) -> Duration {
     xs[xs.len() / 2]
 }
 
-fn run_once(engine: &WorkflowEngine, source: &str) -> Result<Duration, String> {
+fn sim() -> Arc<dyn AgentBackend> {
+    Arc::new(SimBackend::new(SimRules::default(), Duration::ZERO, None))
+}
+
+fn run_once(
+    engine: &WorkflowEngine,
+    source: &str,
+    backend: Arc<dyn AgentBackend>,
+) -> Result<Duration, String> {
     let script = Script::from_source(
         "bench.js".into(),
         "bench.js".into(),
@@ -38,11 +50,8 @@ fn run_once(engine: &WorkflowEngine, source: &str) -> Result<Duration, String> {
         Default::default(),
     )
     .map_err(|e| e.to_string())?;
-    let config = RunConfig::new(Arc::new(SimBackend::new(
-        SimRules::default(),
-        Duration::ZERO,
-        None,
-    )));
+    let mut config = RunConfig::new(backend);
+    config.default_model = Some("bench-model".into());
     let start = Instant::now();
     let outcome = run_script(engine, &script, config, EventSink::silent());
     let took = start.elapsed();
@@ -50,12 +59,84 @@ fn run_once(engine: &WorkflowEngine, source: &str) -> Result<Duration, String> {
     Ok(took)
 }
 
-fn measure(engine: &WorkflowEngine, source: &str, n: u32) -> Result<Duration, String> {
-    run_once(engine, source)?; // warm-up
+fn measure(
+    engine: &WorkflowEngine,
+    source: &str,
+    n: u32,
+    backend: impl Fn() -> Arc<dyn AgentBackend>,
+) -> Result<Duration, String> {
+    run_once(engine, source, backend())?; // warm-up
     let runs = (0..n)
-        .map(|_| run_once(engine, source))
+        .map(|_| run_once(engine, source, backend()))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(median(runs))
+}
+
+/// A keep-alive HTTP/1.1 server on 127.0.0.1 answering every request with
+/// the same streamed Chat Completions reply: what is left is wasmflow's
+/// own cost per HTTP agent (request, SSE parsing, accounting).
+fn chat_server() -> Result<String, String> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let url = format!(
+        "http://{}/v1",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    let body = concat!(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":1}}\n\n",
+        "data: [DONE]\n\n"
+    );
+    let response = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let response = response.clone();
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let mut out = stream.try_clone()?;
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut len = 0usize;
+                    let mut line = String::new();
+                    if reader.read_line(&mut line)? == 0 {
+                        return Ok(());
+                    }
+                    loop {
+                        line.clear();
+                        reader.read_line(&mut line)?;
+                        if line.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':')
+                            && k.eq_ignore_ascii_case("content-length")
+                        {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    reader.read_exact(&mut body)?;
+                    out.write_all(response.as_bytes())?;
+                }
+            });
+        }
+    });
+    Ok(url)
+}
+
+fn openai(url: &str) -> Result<Arc<dyn AgentBackend>, String> {
+    let settings = OpenAiSettings {
+        base_url: url.to_string(),
+        api_key: None,
+        max_tokens: None,
+        http: HttpOptions {
+            timeout: Duration::from_secs(60),
+            stall: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+        },
+    };
+    Ok(Arc::new(OpenAiBackend::new(settings)?))
 }
 
 fn process_run(n: u32) -> Result<Duration, String> {
@@ -98,10 +179,15 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
     let t = Instant::now();
     let engine = WorkflowEngine::new().map_err(|e| format!("{e:#}"))?;
     let load = t.elapsed();
-    let trivial = measure(&engine, TRIVIAL, n)?;
+    let trivial = measure(&engine, TRIVIAL, n, sim)?;
     let process = process_run(n.min(20))?;
-    let par = measure(&engine, PARALLEL_1000, n.min(10))?;
-    let seq = measure(&engine, SEQUENCE_1000, n.min(10))?;
+    let par = measure(&engine, PARALLEL_1000, n.min(10), sim)?;
+    let seq = measure(&engine, SEQUENCE_1000, n.min(10), sim)?;
+    let url = chat_server()?;
+    openai(&url)?; // the client builds
+    let http_par = measure(&engine, PARALLEL_1000, n.min(5), || {
+        openai(&url).expect("the client built once already")
+    })?;
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let figures = json!({
         "engine_load_ms": load.as_secs_f64() * 1e3,
@@ -111,6 +197,8 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
         "parallel_us_per_agent": us(par) / 1000.0,
         "sequence_1000_agents_ms": seq.as_secs_f64() * 1e3,
         "sequence_us_per_agent": us(seq) / 1000.0,
+        "openai_local_parallel_1000_agents_ms": http_par.as_secs_f64() * 1e3,
+        "openai_local_us_per_agent": us(http_par) / 1000.0,
     });
     if args.json {
         println!("{figures:#}");
@@ -136,8 +224,13 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
             us(seq) / 1000.0
         );
         println!(
-            "(median of {n} runs; parallel/sequence: median of {})",
-            n.min(10)
+            "1,000 agents, openai backend, local SSE  {:>9.2} us/agent (16 at once)",
+            us(http_par) / 1000.0
+        );
+        println!(
+            "(median of {n} runs; parallel/sequence: median of {}; openai: of {})",
+            n.min(10),
+            n.min(5)
         );
     }
     Ok(())
