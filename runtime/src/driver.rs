@@ -6,8 +6,10 @@
 //! ended agents and timers; between slices the driver starts spawned agents
 //! and waits. Every slice gets a fresh fuel allowance.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -20,7 +22,9 @@ use crate::engine::WorkflowEngine;
 use crate::error::{LimitKind, RunError, ScriptFailure};
 use crate::events::EventSink;
 use crate::host::{HostState, TimerOp};
+use crate::journal::{Cached, Record, Replay};
 use crate::limits::Limits;
+use crate::run_dir::{JournalWriter, RunDir, now_ms};
 use crate::scheduler::{AgentEnd, Scheduler, Wake};
 use crate::script::{Script, line_in_stack};
 use crate::summary::{AgentCost, AgentNote, Failure, Stats};
@@ -48,6 +52,25 @@ pub struct RunConfig {
     /// End the run after this many consecutive quota or auth failures
     /// (0: never).
     pub circuit_breaker: u32,
+    /// Journal every agent into a run directory (and resume from it).
+    pub durability: Option<Durability>,
+    /// Ctrl-C pauses the run (first: no new agents, running ones finish
+    /// within the grace period; second: abandon them) instead of killing it.
+    pub pause_on_signal: bool,
+}
+
+/// A run's journal, and what a resume hands back from it.
+pub struct Durability {
+    pub dir: Arc<RunDir>,
+    /// Results of earlier sessions.
+    pub replay: Replay,
+    /// Bytes of the journal to keep (a torn last line is cut).
+    pub valid_len: u64,
+    /// `fdatasync` each batch of results before the script sees it; off
+    /// only to measure what durability costs.
+    pub sync: bool,
+    /// How long running agents may finish after a pause request.
+    pub grace: Duration,
 }
 
 impl RunConfig {
@@ -65,6 +88,8 @@ impl RunConfig {
             default_model: None,
             max_cost: None,
             circuit_breaker: 3,
+            durability: None,
+            pause_on_signal: false,
         }
     }
 }
@@ -134,6 +159,43 @@ pub async fn run_async(
             },
         };
     }
+    let journal = match config.durability {
+        None => None,
+        Some(d) => {
+            d.dir.clear_stop();
+            match d.dir.journal_writer(d.valid_len) {
+                Ok(writer) => Some(JournalState {
+                    dir: d.dir,
+                    writer,
+                    replay: d.replay,
+                    sync: d.sync,
+                    grace: d.grace,
+                    occurrences: HashMap::new(),
+                    metas: HashMap::new(),
+                    agent_files: Vec::new(),
+                    broken: false,
+                }),
+                Err(e) => {
+                    let events =
+                        std::mem::replace(&mut store.data_mut().events, EventSink::silent());
+                    return RunOutcome {
+                        result: Err(RunError::Internal(
+                            anyhow::Error::new(e).context("opening the run's journal"),
+                        )),
+                        stats: Stats::default(),
+                        events,
+                    };
+                }
+            }
+        }
+    };
+    let sigint = if config.pause_on_signal {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok()
+    } else {
+        None
+    };
+    let mut stop_poll = tokio::time::interval(Duration::from_millis(250));
+    stop_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (tx, rx) = mpsc::unbounded_channel();
     let mut run = Run {
         store,
@@ -154,6 +216,11 @@ pub async fn run_async(
             consecutive: 0,
             tripped: None,
         },
+        journal,
+        cached_ready: BinaryHeap::new(),
+        cached: HashMap::new(),
+        sigint,
+        stop_poll,
     };
     let options = bindings::RunOptions {
         budget_total: config.budget,
@@ -168,6 +235,7 @@ pub async fn run_async(
                 .await
         }
     };
+    run.commit();
     run.scheduler.abort_all();
     for (_, t) in run.timers.drain() {
         t.abort();
@@ -193,6 +261,54 @@ struct Run {
     stats: Stats,
     filename: String,
     breaker: Breaker,
+    journal: Option<JournalState>,
+    /// Agents answered from the journal, by original completion order.
+    cached_ready: BinaryHeap<Reverse<(usize, u64)>>,
+    cached: HashMap<u64, CachedAgent>,
+    sigint: Option<tokio::signal::unix::Signal>,
+    stop_poll: tokio::time::Interval,
+}
+
+/// The journal of a durable run, while it runs.
+struct JournalState {
+    dir: Arc<RunDir>,
+    writer: JournalWriter,
+    replay: Replay,
+    sync: bool,
+    grace: Duration,
+    /// Calls with the same content so far, by content key.
+    occurrences: HashMap<String, u32>,
+    metas: HashMap<u64, AgentMeta>,
+    /// `agents/<id>.json` to write once the batch is durable.
+    agent_files: Vec<(u64, Value)>,
+    /// Writing failed once (said on stderr); keep going without.
+    broken: bool,
+}
+
+/// What the journal needs of a live agent when it ends.
+struct AgentMeta {
+    key: String,
+    prompt: String,
+    options: serde_json::Map<String, Value>,
+    started: Instant,
+    started_ms: u64,
+}
+
+struct CachedAgent {
+    cached: Cached,
+    label: String,
+    phase: Option<String>,
+    model: Option<String>,
+}
+
+/// Waits for the first Ctrl-C, or forever when Ctrl-C is not ours.
+async fn interrupted(sigint: &mut Option<tokio::signal::unix::Signal>) {
+    match sigint {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
 }
 
 /// Counts consecutive quota/auth failures; any answer resets it.
@@ -261,7 +377,10 @@ impl Run {
                 Step::Waiting(_) => {}
             }
             self.act_on_slice();
-            if self.scheduler.in_flight() == 0 && self.timers.is_empty() {
+            if self.scheduler.in_flight() == 0
+                && self.timers.is_empty()
+                && self.cached_ready.is_empty()
+            {
                 return Err(RunError::Internal(anyhow::anyhow!(
                     "the engine waits for agents or timers, but none is in flight"
                 )));
@@ -284,6 +403,49 @@ impl Run {
     fn act_on_slice(&mut self) {
         let data = self.store.data_mut();
         for request in data.new_agents.drain(..) {
+            if let Some(j) = self.journal.as_mut() {
+                let content = crate::journal::content_of(
+                    &request.prompt,
+                    &request.options,
+                    request.model.as_deref(),
+                );
+                let n = j.occurrences.entry(content.clone()).or_insert(0);
+                let key = crate::journal::key_of(&content, *n);
+                *n += 1;
+                let label = request.display_label();
+                if let Some(cached) = j.replay.take(&key) {
+                    self.cached_ready.push(Reverse((cached.seq, request.id)));
+                    self.cached.insert(
+                        request.id,
+                        CachedAgent {
+                            cached,
+                            label,
+                            phase: request.phase.clone(),
+                            model: request.model.clone(),
+                        },
+                    );
+                    continue;
+                }
+                let started_ms = now_ms();
+                j.writer.push(&Record::Started {
+                    key: key.clone(),
+                    agent_id: request.id,
+                    label,
+                    phase: request.phase.clone(),
+                    model: request.model.clone(),
+                    ts: started_ms,
+                });
+                j.metas.insert(
+                    request.id,
+                    AgentMeta {
+                        key,
+                        prompt: request.prompt.clone(),
+                        options: request.options.clone(),
+                        started: Instant::now(),
+                        started_ms,
+                    },
+                );
+            }
             self.scheduler.submit(request, &mut data.events);
         }
         for op in data.timer_ops.drain(..) {
@@ -309,17 +471,39 @@ impl Run {
     /// Waits for at least one event, then takes every other one already
     /// there: the guest gets them as one batch.
     async fn wait(&mut self, deadline: tokio::time::Instant) -> Result<Vec<Event>, RunError> {
-        let first = match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-            Ok(Some(w)) => w,
-            Ok(None) => return Err(RunError::Internal(anyhow::anyhow!("event channel closed"))),
-            Err(_) => {
-                return Err(RunError::Limit {
-                    kind: LimitKind::WallClock,
-                    message: format!(
-                        "the run exceeded its wall-clock limit of {:?} (raise it with --timeout)",
-                        self.limits.wall_clock
-                    ),
-                });
+        // Results from the journal go first, one per slice, in the order
+        // they first completed: a script whose prompts depend on that
+        // order takes the same path and meets the same keys.
+        if let Some(Reverse((_, id))) = self.cached_ready.pop() {
+            let mut events = Vec::new();
+            self.deliver_cached(id, &mut events);
+            let data = self.store.data_mut();
+            self.scheduler.pump(&mut data.events);
+            return Ok(events);
+        }
+        let first = loop {
+            tokio::select! {
+                w = self.rx.recv() => match w {
+                    Some(w) => break w,
+                    None => {
+                        return Err(RunError::Internal(anyhow::anyhow!("event channel closed")));
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(RunError::Limit {
+                        kind: LimitKind::WallClock,
+                        message: format!(
+                            "the run exceeded its wall-clock limit of {:?} (raise it with --timeout)",
+                            self.limits.wall_clock
+                        ),
+                    });
+                }
+                _ = interrupted(&mut self.sigint) => return Err(self.pause("Ctrl-C").await),
+                _ = self.stop_poll.tick(), if self.journal.is_some() => {
+                    if self.journal.as_ref().is_some_and(|j| j.dir.stop_requested()) {
+                        return Err(self.pause("wasmflow stop").await);
+                    }
+                }
             }
         };
         let mut events = Vec::new();
@@ -327,6 +511,9 @@ impl Run {
         while let Ok(w) = self.rx.try_recv() {
             self.on_wake(w, &mut events);
         }
+        // Group commit: the whole batch is on disk, with one fdatasync,
+        // before the script sees any of it.
+        self.commit();
         if let Some(message) = self.breaker.tripped.take() {
             return Err(RunError::Limit {
                 kind: LimitKind::CircuitBreaker,
@@ -385,6 +572,7 @@ impl Run {
                     usage,
                     usd,
                 );
+                self.stats.live.add(usage, usd);
                 self.stats.per_agent.push(AgentCost {
                     id,
                     label: running.label.clone(),
@@ -393,7 +581,50 @@ impl Run {
                     usage,
                     usd,
                     ok: failure.is_none(),
+                    cached: false,
                 });
+                if let Some(j) = self.journal.as_mut()
+                    && let Some(meta) = j.metas.remove(&id)
+                {
+                    let ts = now_ms();
+                    let duration_ms = meta.started.elapsed().as_millis() as u64;
+                    let record = match (&outcome, &failure) {
+                        (AgentOutcome::Text(t), None) => Some(("text", Value::String(t.clone()))),
+                        (AgentOutcome::Json(v), None) => {
+                            serde_json::from_str::<Value>(v).ok().map(|v| ("json", v))
+                        }
+                        _ => None,
+                    };
+                    let line = match record {
+                        Some((kind, output)) => Record::Result {
+                            key: meta.key.clone(),
+                            agent_id: id,
+                            label: running.label.clone(),
+                            phase: running.phase.clone(),
+                            model: running.model.clone(),
+                            kind: kind.into(),
+                            output,
+                            usage,
+                            usd,
+                            duration_ms,
+                            ts,
+                        },
+                        None => Record::Failed {
+                            key: meta.key.clone(),
+                            agent_id: id,
+                            label: running.label.clone(),
+                            error: failure.clone().unwrap_or_default(),
+                            usage,
+                            ts,
+                        },
+                    };
+                    j.writer.push(&line);
+                    let mut file = serde_json::to_value(&line).unwrap_or(Value::Null);
+                    file["prompt"] = Value::String(meta.prompt);
+                    file["options"] = Value::Object(meta.options);
+                    file["startedTs"] = meta.started_ms.into();
+                    j.agent_files.push((id, file));
+                }
                 for note in notes {
                     self.store
                         .data_mut()
@@ -441,6 +672,104 @@ impl Run {
                 }));
             }
         }
+    }
+
+    /// Hands the script a result from the journal, accounted as it was
+    /// the first time (budget, cost cap), and not paid again.
+    fn deliver_cached(&mut self, id: u64, events: &mut Vec<Event>) {
+        let Some(c) = self.cached.remove(&id) else {
+            return;
+        };
+        let usage = c.cached.usage;
+        let usd = c.cached.usd;
+        self.stats.tokens += usage;
+        self.store.data_mut().spent_usd += usd.unwrap_or(0.0);
+        self.stats
+            .cost
+            .add(c.model.as_deref(), c.phase.as_deref(), usage, usd);
+        self.stats.from_journal.add(usage, usd);
+        self.stats.agents.done += 1;
+        self.stats.agents.cached += 1;
+        self.stats.per_agent.push(AgentCost {
+            id,
+            label: c.label,
+            phase: c.phase,
+            model: c.model,
+            usage,
+            usd,
+            ok: true,
+            cached: true,
+        });
+        let outcome = match c.cached.output {
+            AgentOutput::Text(t) => AgentOutcome::Text(t),
+            AgentOutput::Json(v) => AgentOutcome::Json(v.to_string()),
+        };
+        events.push(Event::Agent(bindings::AgentResult {
+            id,
+            outcome,
+            usage: bindings::Usage {
+                input_tokens: usage.input,
+                output_tokens: usage.output,
+            },
+        }));
+    }
+
+    /// Makes the journal's pending lines durable, then writes the agents'
+    /// record files. A write error is said once; the run goes on (its
+    /// results are paid for) without durability.
+    fn commit(&mut self) {
+        let Some(j) = self.journal.as_mut() else {
+            return;
+        };
+        if let Err(e) = j.writer.commit(j.sync)
+            && !j.broken
+        {
+            j.broken = true;
+            eprintln!(
+                "wasmflow: warning: cannot write the journal in {}: {e}; results from now on are not durable (a resume would run those agents again)",
+                j.dir.path.display()
+            );
+        }
+        for (id, record) in j.agent_files.drain(..) {
+            let _ = j.dir.write_agent(id, &record);
+        }
+    }
+
+    /// Stops the run resumably: no new agents; running ones get the grace
+    /// period to finish and be journaled; a second Ctrl-C abandons them.
+    async fn pause(&mut self, why: &str) -> RunError {
+        self.scheduler.drop_queue();
+        let (grace, id) = match &self.journal {
+            Some(j) => (j.grace, j.dir.id.clone()),
+            None => (Duration::ZERO, String::new()),
+        };
+        let running = self.scheduler.running();
+        if running > 0 {
+            eprintln!(
+                "wasmflow: {why}: pausing; no new agents; waiting up to {grace:?} for {running} running (Ctrl-C again to abandon them: they run again on resume)"
+            );
+        }
+        let until = tokio::time::Instant::now() + grace;
+        let mut discard = Vec::new();
+        while self.scheduler.running() > 0 {
+            tokio::select! {
+                w = self.rx.recv() => match w {
+                    Some(w) => {
+                        self.on_wake(w, &mut discard);
+                        self.commit();
+                    }
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(until) => break,
+                _ = interrupted(&mut self.sigint) => break,
+            }
+        }
+        let message = if id.is_empty() {
+            format!("{why}: the run stopped")
+        } else {
+            format!("{why}: the run is paused; resume it with: wasmflow resume {id}")
+        };
+        RunError::Paused { message }
     }
 
     fn take_result(&mut self) -> Result<Value, RunError> {

@@ -14,6 +14,8 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// A limit ended the run: CPU, memory, wall clock, or the circuit breaker.
     pub const LIMIT: i32 = 3;
+    /// The run was paused (Ctrl-C or `wasmflow stop`); it can be resumed.
+    pub const PAUSED: i32 = 130;
     /// wasmflow itself failed (engine or I/O); a bug or a broken install.
     pub const INTERNAL: i32 = 70;
 }
@@ -101,6 +103,9 @@ pub enum RunError {
     Limit { kind: LimitKind, message: String },
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
+    /// Ctrl-C or `wasmflow stop`: finished agents are journaled.
+    #[error("{message}")]
+    Paused { message: String },
 }
 
 impl RunError {
@@ -111,6 +116,7 @@ impl RunError {
             RunError::Limit { .. } => "limit",
             RunError::Input(_) => "bad_input",
             RunError::Internal(_) => "internal_error",
+            RunError::Paused { .. } => "paused",
         }
     }
 
@@ -121,6 +127,7 @@ impl RunError {
             RunError::Script(_) => exit::SCRIPT_ERROR,
             RunError::Limit { .. } => exit::LIMIT,
             RunError::Internal(_) => exit::INTERNAL,
+            RunError::Paused { .. } => exit::PAUSED,
         }
     }
 }

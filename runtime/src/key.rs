@@ -21,6 +21,11 @@ pub fn content_key(prompt: &str, options: &Map<String, Value>) -> String {
     hex(&h.finalize())
 }
 
+/// Hex SHA-256 of some bytes (script hashes in run.json).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);

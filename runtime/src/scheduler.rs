@@ -241,6 +241,16 @@ impl Scheduler {
         self.running.remove(&id)
     }
 
+    /// Agents running now.
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Forgets every queued agent (a pause: none of them starts).
+    pub fn drop_queue(&mut self) {
+        self.queue.clear();
+    }
+
     /// Stops everything still running or queued (the run has ended).
     pub fn abort_all(&mut self) {
         for (_, r) in self.running.drain() {

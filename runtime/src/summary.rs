@@ -16,6 +16,9 @@ pub struct AgentCounts {
     pub done: u64,
     /// Agents that failed terminally (`agent()` gave `null`).
     pub failed: u64,
+    /// Of `done`, agents whose result came from the journal of an earlier
+    /// session of the run (not run again, not paid again).
+    pub cached: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -38,7 +41,8 @@ pub struct CostLine {
 }
 
 impl CostLine {
-    fn add(&mut self, usage: Usage, usd: Option<f64>) {
+    /// Records one agent.
+    pub fn add(&mut self, usage: Usage, usd: Option<f64>) {
         self.usd = match (self.agents, self.usd, usd) {
             (0, _, u) => u,
             (_, Some(a), Some(b)) => Some(a + b),
@@ -104,6 +108,8 @@ pub struct AgentCost {
     /// `null` when the model has no price.
     pub usd: Option<f64>,
     pub ok: bool,
+    /// From the journal of an earlier session.
+    pub cached: bool,
 }
 
 /// Something a backend reported about an agent when it released it.
@@ -126,6 +132,11 @@ pub struct Stats {
     pub per_agent: Vec<AgentCost>,
     /// E.g. worktrees kept because the agent changed them.
     pub notes: Vec<AgentNote>,
+    /// Agents handed back from the journal: tokens and cost of earlier
+    /// sessions, not spent again.
+    pub from_journal: CostLine,
+    /// Agents run in this session.
+    pub live: CostLine,
 }
 
 /// The error part of a summary.
@@ -142,8 +153,12 @@ pub struct ErrorInfo {
 /// `--json` output.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
-    /// `ok`, `script_error`, `limit`, `bad_input` or `internal_error`.
+    /// `ok`, `script_error`, `limit`, `bad_input`, `internal_error` or
+    /// `paused`.
     pub status: &'static str,
+    /// The run directory's id (`.wasmflow/runs/<id>`), when journaled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
     pub result: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo>,
@@ -161,7 +176,9 @@ impl RunSummary {
                 let (script, limit) = match e {
                     RunError::Script(f) => (Some(f.clone()), None),
                     RunError::Limit { kind, .. } => (None, Some(*kind)),
-                    RunError::Input(_) | RunError::Internal(_) => (None, None),
+                    RunError::Input(_) | RunError::Internal(_) | RunError::Paused { .. } => {
+                        (None, None)
+                    }
                 };
                 let info = ErrorInfo {
                     kind: status,
@@ -174,6 +191,7 @@ impl RunSummary {
         };
         RunSummary {
             status,
+            run_id: None,
             result: value,
             error,
             stats,

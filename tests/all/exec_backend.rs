@@ -78,7 +78,10 @@ fn failures_resolve_null_and_are_listed_with_their_reason() {
     assert_eq!(r.out.code, 0, "{}", r.out.stderr);
     let v = r.out.json();
     assert_eq!(v["result"], json!([null, null, null]));
-    assert_eq!(v["agents"], json!({"spawned": 3, "done": 0, "failed": 3}));
+    assert_eq!(
+        v["agents"],
+        json!({"spawned": 3, "done": 0, "failed": 3, "cached": 0})
+    );
     let reason = |label: &str| -> String {
         v["failures"]
             .as_array()

@@ -7,6 +7,7 @@ mod claude_backend;
 mod cli_input;
 mod concurrency;
 mod conformance;
+mod durable_runs;
 mod engine_artifact;
 mod examples;
 mod exec_backend;

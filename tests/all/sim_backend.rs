@@ -16,7 +16,7 @@ fn an_error_rule_resolves_null_and_is_listed() {
     assert_eq!(v["result"], serde_json::json!({"a": null, "b": "string"}));
     assert_eq!(
         v["agents"],
-        serde_json::json!({"spawned": 2, "done": 1, "failed": 1})
+        serde_json::json!({"spawned": 2, "done": 1, "failed": 1, "cached": 0})
     );
     assert_eq!(v["failures"][0]["label"], "verify:a");
     assert_eq!(v["failures"][0]["reason"], "model overloaded");

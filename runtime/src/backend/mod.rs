@@ -89,7 +89,8 @@ impl AgentRequest {
 /// Tokens used, as the backend reports them. `input` counts uncached
 /// input only; prompt-cache reads and writes are apart, as the Messages API
 /// reports them, because they are priced apart.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Usage {
     pub input: u64,
     pub output: u64,

@@ -10,10 +10,17 @@ mod backends;
 mod bench;
 mod list;
 mod run;
+mod runs;
 
 /// Run LLM workflow scripts in a WebAssembly sandbox.
 #[derive(Parser)]
-#[command(name = "wasmflow", version, about, propagate_version = true)]
+#[command(
+    name = "wasmflow",
+    version,
+    about,
+    propagate_version = true,
+    args_override_self = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,6 +30,15 @@ struct Cli {
 enum Command {
     /// Run a workflow script; its result goes to stdout as JSON.
     Run(Box<RunArgs>),
+    /// Run an earlier run again: finished agents come from its journal,
+    /// the rest run live. Flags after the id override the stored ones.
+    Resume(runs::ResumeArgs),
+    /// Ask a running run to pause (as Ctrl-C would), from another shell.
+    Stop(runs::StopArgs),
+    /// List runs (id, name, status, agents, tokens, cost, age); `runs prune`.
+    Runs(runs::RunsArgs),
+    /// One run: summary, failures by label, where its result is.
+    Show(runs::ShowArgs),
     /// List saved workflows: name, description, phases, where found.
     List(list::ListArgs),
     /// Measure the engine: instantiate, process start, agent round trips.
@@ -110,6 +126,16 @@ pub struct RunArgs {
     /// Print one JSON summary object instead of the bare result.
     #[arg(long)]
     pub json: bool,
+    /// Continue run ID (`.wasmflow/runs/ID`): agents its journal has
+    /// finished are handed back, not run again; failed ones run again.
+    #[arg(long, value_name = "ID")]
+    pub resume: Option<String>,
+    /// Do not journal the run (it cannot be resumed).
+    #[arg(long)]
+    pub no_journal: bool,
+    /// After Ctrl-C or `wasmflow stop`: how long running agents may finish.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = wasmflow::limits::parse_duration)]
+    pub grace: std::time::Duration,
     /// Write one JSON line per phase, agent and log event to FILE.
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
@@ -125,6 +151,17 @@ pub struct RunArgs {
     /// sim backend: append one JSON line per live agent execution to FILE.
     #[arg(long, value_name = "FILE")]
     pub sim_trace: Option<PathBuf>,
+}
+
+/// Parses `wasmflow run …` words (for `resume`, which rebuilds them).
+pub fn parse_run(argv: Vec<String>) -> Result<RunArgs, clap::Error> {
+    match Cli::try_parse_from(argv)?.command {
+        Command::Run(args) => Ok(*args),
+        _ => Err(clap::Error::raw(
+            clap::error::ErrorKind::InvalidSubcommand,
+            "expected `run`",
+        )),
+    }
 }
 
 fn parse_usd(text: &str) -> Result<f64, String> {
@@ -162,6 +199,10 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Run(args) => run::run(*args),
+        Command::Resume(args) => runs::resume(args),
+        Command::Stop(args) => runs::stop(args),
+        Command::Runs(args) => runs::runs(args),
+        Command::Show(args) => runs::show(args),
         Command::List(args) => list::list(args),
         Command::Bench(args) => bench::bench(args),
     }

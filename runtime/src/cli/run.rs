@@ -8,17 +8,43 @@ use serde_json::Value;
 
 use wasmflow::check::CheckOptions;
 use wasmflow::config::Config;
+use wasmflow::driver::Durability;
 use wasmflow::error::{InputError, RunError, exit};
+use wasmflow::journal::Replay;
+use wasmflow::run_dir::{self, RunDir, RunInfo, now_ms};
 use wasmflow::saved;
 use wasmflow::summary::RunSummary;
 use wasmflow::{EventSink, Limits, RunConfig, Script, WorkflowEngine, run_script};
 
 use super::RunArgs;
 
+/// The run directory of a journaled run, and its run.json.
+struct RunRecord {
+    dir: Arc<RunDir>,
+    info: RunInfo,
+}
+
+impl RunRecord {
+    /// Records how the session ended in run.json.
+    fn finish(mut self, summary: &RunSummary) {
+        self.info.status = summary.status.to_string();
+        self.info.result = (summary.status == "ok").then(|| summary.result.clone());
+        self.info.summary = serde_json::to_value(summary).ok();
+        self.info.updated_ms = now_ms();
+        if let Err(e) = self.dir.write_info(&self.info) {
+            eprintln!(
+                "wasmflow: warning: cannot write {}/run.json: {e}",
+                self.dir.path.display()
+            );
+        }
+    }
+}
+
 pub fn run(args: RunArgs) -> i32 {
     let start = Instant::now();
     let json = args.json;
-    let (result, stats) = match prepare_and_run(args) {
+    let mut record = None;
+    let (result, stats) = match prepare_and_run(args, &mut record) {
         Ok(outcome) => outcome,
         Err(e) => (Err(e), Default::default()),
     };
@@ -27,8 +53,12 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(_) => exit::OK,
         Err(e) => e.exit_code(),
     };
+    let mut summary = RunSummary::new(&result, stats, duration_ms);
+    summary.run_id = record.as_ref().map(|r: &RunRecord| r.dir.id.clone());
+    if let Some(r) = record {
+        r.finish(&summary);
+    }
     if json {
-        let summary = RunSummary::new(&result, stats, duration_ms);
         match serde_json::to_string_pretty(&summary) {
             Ok(text) => print_stdout(&text),
             Err(e) => eprintln!("wasmflow: cannot print the summary: {e}"),
@@ -61,6 +91,7 @@ fn print_stdout(text: &str) {
 
 fn print_error(e: &RunError) {
     match e {
+        RunError::Paused { message } => eprintln!("wasmflow: {message}"),
         RunError::Script(f) => {
             eprintln!("error: {f}");
             if let Some(stack) = &f.stack {
@@ -75,7 +106,7 @@ fn print_error(e: &RunError) {
 
 type Outcome = (Result<Value, RunError>, wasmflow::summary::Stats);
 
-fn prepare_and_run(args: RunArgs) -> Result<Outcome, RunError> {
+fn prepare_and_run(args: RunArgs, record: &mut Option<RunRecord>) -> Result<Outcome, RunError> {
     let cwd = std::env::current_dir()
         .map_err(|e| InputError::Invalid(format!("cannot read the working directory: {e}")))?;
     let saved = saved::search_dirs(&cwd, saved::home_dir().as_deref());
@@ -92,7 +123,18 @@ fn prepare_and_run(args: RunArgs) -> Result<Outcome, RunError> {
             script.filename, w.line, w.column, w.message
         );
     }
-    let args_json = read_args(&args)?;
+    let mut args_json = read_args(&args)?;
+    // A resume runs with the args the run was started with, unless given.
+    if let Some(id) = &args.resume
+        && args.args.is_none()
+        && args.args_file.is_none()
+        && args.text.is_empty()
+    {
+        let info = RunDir::open(&run_dir::runs_root(&cwd), id)
+            .and_then(|d| d.read_info())
+            .map_err(InputError::Invalid)?;
+        args_json = info.args.to_string();
+    }
     let (file_config, _files) = Config::load(&cwd, saved::home_dir().as_deref())?;
     let backend_name = args
         .backend
@@ -156,6 +198,7 @@ fn prepare_and_run(args: RunArgs) -> Result<Outcome, RunError> {
         wall_clock: args.timeout,
     };
     let engine = WorkflowEngine::new().map_err(RunError::Internal)?;
+    let durability = open_run_dir(&args, &cwd, &script, &args_json, record)?;
     let config = RunConfig {
         limits,
         args_json,
@@ -168,6 +211,8 @@ fn prepare_and_run(args: RunArgs) -> Result<Outcome, RunError> {
         default_model,
         max_cost: args.max_cost,
         circuit_breaker: args.circuit_breaker,
+        pause_on_signal: durability.is_some(),
+        durability,
     };
     let outcome = run_script(&engine, &script, config, events);
     let mut events = outcome.events;
@@ -180,6 +225,19 @@ fn prepare_and_run(args: RunArgs) -> Result<Outcome, RunError> {
         "{status}: {} agents ({} done, {} failed), {} input / {} output tokens",
         s.agents.spawned, s.agents.done, s.agents.failed, s.tokens.input, s.tokens.output
     ));
+    if s.agents.cached > 0 {
+        events.note(&format!(
+            "  {} from the journal (not run again: {} input / {} output tokens{}), {} run live",
+            s.agents.cached,
+            s.from_journal.input,
+            s.from_journal.output,
+            s.from_journal
+                .usd
+                .map(|u| format!(", ${u:.4}"))
+                .unwrap_or_default(),
+            s.live.agents
+        ));
+    }
     if let Some(usd) = s.cost.total_usd {
         events.note(&format!("cost: ${usd:.4}"));
     }
@@ -188,6 +246,100 @@ fn prepare_and_run(args: RunArgs) -> Result<Outcome, RunError> {
     }
     events.run_finished(status);
     Ok((outcome.result, outcome.stats))
+}
+
+/// Creates the run's directory, or opens the one `--resume` names and
+/// reads its journal back.
+fn open_run_dir(
+    args: &RunArgs,
+    cwd: &Path,
+    script: &Script,
+    args_json: &str,
+    record: &mut Option<RunRecord>,
+) -> Result<Option<Durability>, RunError> {
+    if args.no_journal {
+        if args.resume.is_some() {
+            return Err(InputError::Invalid(
+                "--resume reads the journal that --no-journal turns off: give one or the other"
+                    .into(),
+            )
+            .into());
+        }
+        return Ok(None);
+    }
+    let root = run_dir::runs_root(cwd);
+    let output_error = |path: &Path, e: std::io::Error| InputError::Output {
+        what: "the run directory",
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let (dir, mut info, replay, valid_len) = match &args.resume {
+        Some(id) => {
+            let dir = RunDir::open(&root, id).map_err(InputError::Invalid)?;
+            let info = dir.read_info().map_err(InputError::Invalid)?;
+            if super::runs::session_alive(&info) {
+                return Err(InputError::Invalid(format!(
+                    "run {id} is still running (process {}); pause it first: wasmflow stop {id}",
+                    info.pid
+                ))
+                .into());
+            }
+            let read = dir.read_journal().map_err(InputError::Invalid)?;
+            for skipped in &read.skipped {
+                eprintln!("wasmflow: warning: journal of run {id}: skipped {skipped}");
+            }
+            let replay = Replay::from_records(&read.records);
+            if !args.quiet {
+                eprintln!(
+                    "wasmflow: resuming run {id}: {} finished agent(s) in the journal are handed back, not run again",
+                    replay.len()
+                );
+            }
+            (dir, info, replay, read.valid_len)
+        }
+        None => {
+            let id = run_dir::new_run_id();
+            let dir = RunDir::create(&root, &id).map_err(|e| output_error(&root.join(&id), e))?;
+            let info = RunInfo {
+                id,
+                created_ms: now_ms(),
+                ..RunInfo::default()
+            };
+            (dir, info, Replay::default(), 0)
+        }
+    };
+    info.name = script.name();
+    info.script_path = std::path::absolute(&script.path).unwrap_or_else(|_| script.path.clone());
+    info.script_sha256 = wasmflow::key::sha256_hex(script.source.as_bytes());
+    info.args = serde_json::from_str(args_json).unwrap_or(Value::Null);
+    info.flags = super::runs::to_flags(args);
+    info.status = "running".into();
+    info.pid = std::process::id();
+    info.sessions += 1;
+    info.updated_ms = now_ms();
+    info.result = None;
+    dir.write_info(&info)
+        .map_err(|e| output_error(&dir.path, e))?;
+    if !args.quiet {
+        eprintln!(
+            "wasmflow: run {} (in {}; Ctrl-C pauses it, `wasmflow resume {}` continues it)",
+            info.id,
+            dir.path.display(),
+            info.id
+        );
+    }
+    let dir = Arc::new(dir);
+    *record = Some(RunRecord {
+        dir: dir.clone(),
+        info,
+    });
+    Ok(Some(Durability {
+        dir,
+        replay,
+        valid_len,
+        sync: true,
+        grace: args.grace,
+    }))
 }
 
 /// A path to a script, or the name of a saved workflow.
