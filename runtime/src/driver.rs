@@ -279,7 +279,7 @@ struct JournalState {
     /// Calls with the same content so far, by content key.
     occurrences: HashMap<String, u32>,
     metas: HashMap<u64, AgentMeta>,
-    /// `agents/<id>.json` to write once the batch is durable.
+    /// Lines of `agents.jsonl` to write once the batch is durable.
     agent_files: Vec<(u64, Value)>,
     /// Writing failed once (said on stderr); keep going without.
     broken: bool,
@@ -730,8 +730,13 @@ impl Run {
                 j.dir.path.display()
             );
         }
-        for (id, record) in j.agent_files.drain(..) {
-            let _ = j.dir.write_agent(id, &record);
+        // The agent records are for people (the journal holds what a
+        // resume needs): appended after the batch, not synced.
+        if !j.agent_files.is_empty() {
+            let records = std::mem::take(&mut j.agent_files);
+            if let Err(e) = j.dir.append_agents(&records) {
+                tracing::warn!("cannot write agents.jsonl: {e}");
+            }
         }
     }
 

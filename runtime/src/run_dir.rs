@@ -7,8 +7,10 @@
 //! - `run.json`: what ran (script path and hash, args, flags), status,
 //!   timestamps, the result and summary; replaced by temp file + rename.
 //! - `journal.jsonl`: one line per agent event ([`crate::journal`]).
-//! - `agents/<id>.json`: each finished agent's prompt, options, output,
-//!   usage and timing (for people; the journal is what a resume reads).
+//! - `agents.jsonl`: one record per finished agent: prompt, options,
+//!   output, usage and timing (for people; the journal is what a resume
+//!   reads). One file, appended per batch: a file per agent cost more than
+//!   the journal's fsync.
 //! - `stop`: present when `wasmflow stop` asked the run to pause.
 
 use std::io::{self, Write};
@@ -24,6 +26,7 @@ use crate::journal::{ReadJournal, Record};
 
 const INFO: &str = "run.json";
 const JOURNAL: &str = "journal.jsonl";
+const AGENTS: &str = "agents.jsonl";
 const STOP: &str = "stop";
 
 /// `run.json`.
@@ -92,18 +95,14 @@ pub fn new_run_id() -> String {
     )
 }
 
-/// Where runs live: `.wasmflow/runs` in the nearest directory from `cwd`
-/// up to the repository root that has a `.wasmflow`, else in `cwd`.
+/// Where runs live: `$WASMFLOW_RUNS_DIR`, else `.wasmflow/runs` in the
+/// working directory. Not an ancestor's: a run started in a subdirectory
+/// must not land in whatever `.wasmflow` happens to sit above it.
 pub fn runs_root(cwd: &Path) -> PathBuf {
-    for dir in cwd.ancestors() {
-        if dir.join(".wasmflow").is_dir() {
-            return dir.join(".wasmflow/runs");
-        }
-        if dir.join(".git").exists() {
-            break;
-        }
+    match std::env::var_os("WASMFLOW_RUNS_DIR") {
+        Some(dir) if !dir.is_empty() => cwd.join(dir),
+        _ => cwd.join(".wasmflow/runs"),
     }
-    cwd.join(".wasmflow/runs")
 }
 
 /// A run id is a plain name: no separators, no `..`.
@@ -159,7 +158,6 @@ impl RunDir {
         let parent = Dir::open_ambient_dir(root, ambient_authority())?;
         parent.create_dir_with(id, &private_dir())?;
         let dir = parent.open_dir(id)?;
-        dir.create_dir_with("agents", &private_dir())?;
         // The new entry in `runs/` must survive a crash too.
         sync_dir(&parent)?;
         Ok(RunDir {
@@ -236,12 +234,16 @@ impl RunDir {
         })
     }
 
-    /// `agents/<id>.json`, best effort: the journal holds what matters.
-    pub fn write_agent(&self, id: u64, record: &Value) -> io::Result<()> {
-        let mut f = self
-            .dir
-            .open_with(format!("agents/{id}.json"), &private_file(false))?;
-        f.write_all(&serde_json::to_vec_pretty(record).map_err(io::Error::other)?)
+    /// Appends agent records to `agents.jsonl` (not synced).
+    pub fn append_agents(&self, records: &[(u64, Value)]) -> io::Result<()> {
+        let mut text = Vec::new();
+        for (_, record) in records {
+            serde_json::to_writer(&mut text, record).map_err(io::Error::other)?;
+            text.push(b'\n');
+        }
+        self.dir
+            .open_with(AGENTS, &private_file(true))?
+            .write_all(&text)
     }
 
     /// Asks the session running this run to pause.

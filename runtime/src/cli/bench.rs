@@ -6,12 +6,17 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde_json::json;
 
-use wasmflow::backend::AgentBackend;
+use std::path::Path;
+
 use wasmflow::backend::http::HttpOptions;
 use wasmflow::backend::openai::{OpenAiBackend, OpenAiSettings};
 use wasmflow::backend::retry::RetryPolicy;
 use wasmflow::backend::sim::{SimBackend, SimRules};
+use wasmflow::backend::{AgentBackend, AgentRequest, AgentResult, BoxFuture};
+use wasmflow::driver::Durability;
 use wasmflow::error::exit;
+use wasmflow::journal::Replay;
+use wasmflow::run_dir::{self, RunDir};
 use wasmflow::{EventSink, RunConfig, Script, WorkflowEngine, run_script};
 
 #[derive(Args, Debug)]
@@ -36,6 +41,119 @@ fn median(mut xs: Vec<Duration>) -> Duration {
 
 fn sim() -> Arc<dyn AgentBackend> {
     Arc::new(SimBackend::new(SimRules::default(), Duration::ZERO, None))
+}
+
+/// Runs a 1,000-agent script journaled in a fresh run directory; `sync`
+/// says whether each batch is fdatasync'd.
+fn durable_once(engine: &WorkflowEngine, root: &Path, sync: bool) -> Result<Duration, String> {
+    let script = Script::from_source(
+        "bench.js".into(),
+        "bench.js".into(),
+        PARALLEL_1000.into(),
+        Default::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let dir = RunDir::create(root, &run_dir::new_run_id()).map_err(|e| e.to_string())?;
+    let mut config = RunConfig::new(sim());
+    config.durability = Some(Durability {
+        dir: Arc::new(dir),
+        replay: Replay::default(),
+        valid_len: 0,
+        sync,
+        grace: Duration::ZERO,
+    });
+    let start = Instant::now();
+    let outcome = run_script(engine, &script, config, EventSink::silent());
+    let took = start.elapsed();
+    outcome.result.map_err(|e| e.to_string())?;
+    Ok(took)
+}
+
+/// Records when the first live agent starts.
+struct FirstCall {
+    inner: Arc<dyn AgentBackend>,
+    at: Arc<std::sync::Mutex<Option<Instant>>>,
+}
+
+impl AgentBackend for FirstCall {
+    fn name(&self) -> &str {
+        "first-call"
+    }
+    fn run(&self, request: AgentRequest) -> BoxFuture<'static, AgentResult> {
+        if let Ok(mut at) = self.at.lock()
+            && at.is_none()
+        {
+            *at = Some(Instant::now());
+        }
+        self.inner.run(request)
+    }
+}
+
+/// A run whose journal holds 1,000 results, resumed with a script that
+/// makes those calls and then one new one: the time from opening the run
+/// to that first live agent.
+fn resume_once(engine: &WorkflowEngine, root: &Path) -> Result<Duration, String> {
+    let id = run_dir::new_run_id();
+    let dir = Arc::new(RunDir::create(root, &id).map_err(|e| e.to_string())?);
+    let first = Script::from_source(
+        "bench.js".into(),
+        "bench.js".into(),
+        PARALLEL_1000.into(),
+        Default::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut config = RunConfig::new(sim());
+    config.durability = Some(Durability {
+        dir: dir.clone(),
+        replay: Replay::default(),
+        valid_len: 0,
+        sync: true,
+        grace: Duration::ZERO,
+    });
+    run_script(engine, &first, config, EventSink::silent())
+        .result
+        .map_err(|e| e.to_string())?;
+    drop(dir);
+    let then = format!(
+        "{}\n",
+        PARALLEL_1000.replace("return r.length", "return await agent('after ' + r.length)")
+    );
+    let at = Arc::new(std::sync::Mutex::new(None));
+    let start = Instant::now();
+    let dir = RunDir::open(root, &id)?;
+    let read = dir.read_journal()?;
+    let script = Script::from_source(
+        "bench.js".into(),
+        "bench.js".into(),
+        then,
+        Default::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut config = RunConfig::new(Arc::new(FirstCall {
+        inner: sim(),
+        at: at.clone(),
+    }));
+    config.limits.max_agents = 2000;
+    config.durability = Some(Durability {
+        dir: Arc::new(dir),
+        replay: Replay::from_records(&read.records),
+        valid_len: read.valid_len,
+        sync: true,
+        grace: Duration::ZERO,
+    });
+    let outcome = run_script(engine, &script, config, EventSink::silent());
+    outcome.result.map_err(|e| e.to_string())?;
+    if outcome.stats.agents.cached != 1000 {
+        return Err(format!(
+            "{} cached, expected 1000",
+            outcome.stats.agents.cached
+        ));
+    }
+    let first_live = at
+        .lock()
+        .map_err(|_| "lock".to_string())?
+        .ok_or("no live agent ran")?;
+    Ok(first_live - start)
 }
 
 fn run_once(
@@ -183,6 +301,24 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
     let process = process_run(n.min(20))?;
     let par = measure(&engine, PARALLEL_1000, n.min(10), sim)?;
     let seq = measure(&engine, SEQUENCE_1000, n.min(10), sim)?;
+    let root = std::env::temp_dir().join(format!("wasmflow-bench-runs-{}", std::process::id()));
+    let runs = n.min(10);
+    let durable = median(
+        (0..runs)
+            .map(|_| durable_once(&engine, &root, true))
+            .collect::<Result<Vec<_>, _>>()?,
+    );
+    let journal_only = median(
+        (0..runs)
+            .map(|_| durable_once(&engine, &root, false))
+            .collect::<Result<Vec<_>, _>>()?,
+    );
+    let resume = median(
+        (0..runs)
+            .map(|_| resume_once(&engine, &root))
+            .collect::<Result<Vec<_>, _>>()?,
+    );
+    let _ = std::fs::remove_dir_all(&root);
     let url = chat_server()?;
     openai(&url)?; // the client builds
     let http_par = measure(&engine, PARALLEL_1000, n.min(5), || {
@@ -197,6 +333,9 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
         "parallel_us_per_agent": us(par) / 1000.0,
         "sequence_1000_agents_ms": seq.as_secs_f64() * 1e3,
         "sequence_us_per_agent": us(seq) / 1000.0,
+        "durable_parallel_us_per_agent": us(durable) / 1000.0,
+        "journal_no_fsync_parallel_us_per_agent": us(journal_only) / 1000.0,
+        "resume_1000_cached_to_first_live_agent_ms": resume.as_secs_f64() * 1e3,
         "openai_local_parallel_1000_agents_ms": http_par.as_secs_f64() * 1e3,
         "openai_local_us_per_agent": us(http_par) / 1000.0,
     });
@@ -222,6 +361,18 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
         println!(
             "1,000 zero-latency agents, sequence     {:>9.2} us/agent (target <= 20)",
             us(seq) / 1000.0
+        );
+        println!(
+            "1,000 agents, parallel, journaled+fsync {:>9.2} us/agent",
+            us(durable) / 1000.0
+        );
+        println!(
+            "1,000 agents, parallel, journal no sync {:>9.2} us/agent",
+            us(journal_only) / 1000.0
+        );
+        println!(
+            "resume: 1,000 cached to 1st live agent  {:>9.2} ms   (target <= 50 ms)",
+            resume.as_secs_f64() * 1e3
         );
         println!(
             "1,000 agents, openai backend, local SSE  {:>9.2} us/agent (16 at once)",
