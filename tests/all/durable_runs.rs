@@ -379,3 +379,44 @@ fn runs_show_and_prune() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!dir.join(".wasmflow/runs").join(&id).exists());
 }
+
+#[test]
+fn a_run_stopped_by_its_budget_resumes_with_a_higher_one() {
+    let flow = "const out = []\nfor (let i = 0; i < 6; i++) out.push(await agent('step ' + i))\nreturn out.length\n";
+    let rules = r#"{"default": {"usage": {"input": 10, "output": 100}}}"#;
+    let dir = temp_dir("budget-resume");
+    std::fs::write(dir.join("flow.js"), flow).unwrap();
+    std::fs::write(dir.join("rules.json"), rules).unwrap();
+    let out = cli(
+        &dir,
+        &[
+            "run",
+            "--quiet",
+            "--budget",
+            "300",
+            "--sim-rules",
+            "rules.json",
+            "--sim-trace",
+            "t.jsonl",
+            "flow.js",
+        ],
+    );
+    // Three agents spend the budget; the fourth agent() throws.
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("WorkflowBudgetExceededError"),
+        "{}",
+        out.stderr
+    );
+    let id = only_run(&dir);
+    assert_eq!(read_trace(&dir.join("t.jsonl")).len(), 3);
+    let out = cli(&dir, &["resume", &id, "--quiet", "--budget", "1000"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json(), 6);
+    // The three finished agents were not run again, and they counted
+    // toward the budget as before.
+    assert_eq!(read_trace(&dir.join("t.jsonl")).len(), 6);
+    let info = run_info(&dir, &id);
+    assert_eq!(info["summary"]["agents"]["cached"], 3);
+    assert_eq!(info["summary"]["tokens"]["output"], 600);
+}
