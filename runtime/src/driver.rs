@@ -144,6 +144,7 @@ pub async fn run_async(
     {
         let data = store.data_mut();
         data.strict = config.strict;
+        data.sizes = config.limits.sizes;
         data.max_cost = config.max_cost;
         data.routing =
             crate::host::Routing::new(config.config.clone(), config.default_model.clone(), script);
@@ -236,6 +237,7 @@ pub async fn run_async(
         }
     };
     run.commit();
+    run.store.data_mut().flush_log_drops();
     run.scheduler.abort_all();
     for (_, t) in run.timers.drain() {
         t.abort();
@@ -535,6 +537,7 @@ impl Run {
                 }
             }
             Wake::Agent { id, end, notes } => {
+                let end = self.bound_output(id, end);
                 self.breaker.record(&end);
                 let Some(running) = self.scheduler.finished(id) else {
                     return;
@@ -674,6 +677,35 @@ impl Run {
         }
     }
 
+    /// An answer over `--max-agent-output` fails the agent; its whole
+    /// output is kept in the run directory for the user.
+    fn bound_output(&mut self, id: u64, end: AgentEnd) -> AgentEnd {
+        let AgentEnd::Reply(reply) = &end else {
+            return end;
+        };
+        let text = match &reply.output {
+            AgentOutput::Text(t) => std::borrow::Cow::Borrowed(t.as_str()),
+            AgentOutput::Json(v) => std::borrow::Cow::Owned(v.to_string()),
+        };
+        let max = self.limits.sizes.agent_output;
+        if text.len() <= max {
+            return end;
+        }
+        let kept = match self.journal.as_ref().map(|j| j.dir.write_output(id, &text)) {
+            Some(Ok(path)) => format!("the whole output is in {}", path.display()),
+            Some(Err(e)) => format!("it could not be kept: {e}"),
+            None => "it was not kept (--no-journal)".into(),
+        };
+        AgentEnd::Failed(crate::backend::AgentFailure {
+            reason: format!(
+                "the agent's output is {} bytes, over the limit of {max} (raise it with --max-agent-output); {kept}",
+                text.len()
+            ),
+            usage: reply.usage,
+            kind: crate::backend::FailureKind::Other,
+        })
+    }
+
     /// Hands the script a result from the journal, accounted as it was
     /// the first time (budget, cost cap), and not paid again.
     fn deliver_cached(&mut self, id: u64, events: &mut Vec<Event>) {
@@ -778,6 +810,15 @@ impl Run {
     }
 
     fn take_result(&mut self) -> Result<Value, RunError> {
+        if let Some(size) = self.store.data().oversized_report {
+            return Err(RunError::Limit {
+                kind: LimitKind::ResultSize,
+                message: format!(
+                    "the script's result is {size} bytes of JSON, over the limit of {} (raise it with --max-result)",
+                    self.limits.sizes.result
+                ),
+            });
+        }
         let Some(json) = self.store.data_mut().report.take() else {
             return Err(RunError::Internal(anyhow::anyhow!(
                 "the engine finished without reporting a result"

@@ -90,6 +90,8 @@ pub enum LimitKind {
     WallClock,
     /// Consecutive quota or auth failures: the backend cannot serve agents.
     CircuitBreaker,
+    /// The script's result is larger than `--max-result`.
+    ResultSize,
 }
 
 /// Why a run did not produce a result.

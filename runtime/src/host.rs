@@ -114,6 +114,12 @@ pub struct HostState {
     pub max_cost: Option<f64>,
     /// USD of every priced agent that has ended (kept by the driver).
     pub spent_usd: f64,
+    pub sizes: crate::limits::Sizes,
+    /// Set when the reported result was over `sizes.result`.
+    pub oversized_report: Option<usize>,
+    log_window: std::time::Instant,
+    logs_in_window: u32,
+    logs_dropped: u64,
 }
 
 /// How an agent's model is chosen.
@@ -220,6 +226,25 @@ impl HostState {
             routing: Routing::default(),
             max_cost: None,
             spent_usd: 0.0,
+            sizes: Default::default(),
+            oversized_report: None,
+            log_window: std::time::Instant::now(),
+            logs_in_window: 0,
+            logs_dropped: 0,
+        }
+    }
+
+    /// Says how many log lines the rate limit dropped since it last said.
+    pub fn flush_log_drops(&mut self) {
+        if self.logs_dropped > 0 {
+            let dropped = std::mem::take(&mut self.logs_dropped);
+            self.events.log(
+                Level::Warn,
+                &format!(
+                    "wasmflow: {dropped} log line(s) dropped: over {} per second (raise it with --log-rate)",
+                    self.sizes.log_lines_per_sec
+                ),
+            );
         }
     }
 
@@ -253,6 +278,21 @@ impl host::Host for HostState {
                 self.max_agents
             )));
         }
+        let sizes = self.sizes;
+        if request.prompt.len() > sizes.prompt {
+            return Err(SpawnError::Invalid(format!(
+                "agent(): the prompt is {} bytes, over the limit of {} (raise it with --max-prompt)",
+                request.prompt.len(),
+                sizes.prompt
+            )));
+        }
+        if request.options_json.len() > sizes.options {
+            return Err(SpawnError::Invalid(format!(
+                "agent(): opts are {} bytes of JSON, over the limit of {} (raise it with --max-options)",
+                request.options_json.len(),
+                sizes.options
+            )));
+        }
         let options: Map<String, Value> = match serde_json::from_str(&request.options_json) {
             Ok(Value::Object(map)) => map,
             Ok(_) => {
@@ -282,6 +322,13 @@ impl host::Host for HostState {
             .map(String::from);
         let schema = match options.get("schema") {
             None | Some(Value::Null) => None,
+            Some(s) if s.to_string().len() > sizes.schema => {
+                return Err(SpawnError::Invalid(format!(
+                    "agent(): opts.schema is {} bytes of JSON, over the limit of {} (raise it with --max-schema)",
+                    s.to_string().len(),
+                    sizes.schema
+                )));
+            }
             Some(s) => Some(
                 self.schemas
                     .get(s)
@@ -308,8 +355,12 @@ impl host::Host for HostState {
 
     fn report(&mut self, result_json: String) {
         // The guest reports once; keep the first if a broken module repeats.
-        if self.report.is_none() {
-            self.report = Some(result_json);
+        if self.report.is_none() && self.oversized_report.is_none() {
+            if result_json.len() > self.sizes.result {
+                self.oversized_report = Some(result_json.len());
+            } else {
+                self.report = Some(result_json);
+            }
         }
     }
 
@@ -320,6 +371,41 @@ impl host::Host for HostState {
             LogLevel::Warn => Level::Warn,
             LogLevel::Error => Level::Error,
         };
+        let now = std::time::Instant::now();
+        if now.duration_since(self.log_window) >= std::time::Duration::from_secs(1) {
+            if self.logs_dropped > 0 {
+                let dropped = std::mem::take(&mut self.logs_dropped);
+                self.events.log(
+                    Level::Warn,
+                    &format!(
+                        "wasmflow: {dropped} log line(s) dropped: over {} per second (raise it with --log-rate)",
+                        self.sizes.log_lines_per_sec
+                    ),
+                );
+            }
+            self.log_window = now;
+            self.logs_in_window = 0;
+        }
+        if self.logs_in_window >= self.sizes.log_lines_per_sec {
+            self.logs_dropped += 1;
+            return;
+        }
+        self.logs_in_window += 1;
+        let max = self.sizes.log_line;
+        if message.len() > max {
+            let cut = (0..=max)
+                .rev()
+                .find(|i| message.is_char_boundary(*i))
+                .unwrap_or(0);
+            let line = format!(
+                "{}… (cut: the line is {} bytes, over {}; --max-log-line)",
+                &message[..cut],
+                message.len(),
+                max
+            );
+            self.events.log(level, &line);
+            return;
+        }
         self.events.log(level, &message);
     }
 

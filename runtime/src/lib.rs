@@ -46,5 +46,5 @@ pub use driver::{RunConfig, RunOutcome, run_async, run_script};
 pub use engine::WorkflowEngine;
 pub use error::{InputError, RunError};
 pub use events::EventSink;
-pub use limits::Limits;
+pub use limits::{Limits, Sizes};
 pub use script::Script;

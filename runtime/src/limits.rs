@@ -16,6 +16,44 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Wall clock for the whole run.
     pub wall_clock: Duration,
+    /// Sizes of what crosses the sandbox boundary and what agents return.
+    pub sizes: Sizes,
+}
+
+/// Size bounds, in bytes unless said otherwise. A script cannot make the
+/// host hold or print unbounded data, and one runaway agent cannot flood
+/// the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    /// One `agent()` prompt; over it `agent()` throws.
+    pub prompt: usize,
+    /// One call's options as JSON, schema included; over it `agent()` throws.
+    pub options: usize,
+    /// One `opts.schema` as JSON; over it `agent()` throws.
+    pub schema: usize,
+    /// The script's result as JSON; over it the run ends (exit 3).
+    pub result: usize,
+    /// One `log()` / `console.*` line; longer lines are cut, saying so.
+    pub log_line: usize,
+    /// Log lines per second; more are dropped, and the count is said.
+    pub log_lines_per_sec: u32,
+    /// One agent's output; over it the agent fails, and its full output is
+    /// kept in the run directory (`outputs/<id>.txt`).
+    pub agent_output: usize,
+}
+
+impl Default for Sizes {
+    fn default() -> Self {
+        Sizes {
+            prompt: 1 << 20,
+            options: 256 << 10,
+            schema: 64 << 10,
+            result: 16 << 20,
+            log_line: 16 << 10,
+            log_lines_per_sec: 200,
+            agent_output: 4 << 20,
+        }
+    }
 }
 
 impl Limits {
@@ -35,6 +73,7 @@ impl Default for Limits {
             fuel_per_slice: Self::DEFAULT_FUEL_PER_SLICE,
             memory_bytes: Self::DEFAULT_MEMORY_BYTES,
             wall_clock: Self::DEFAULT_WALL_CLOCK,
+            sizes: Sizes::default(),
         }
     }
 }
@@ -85,6 +124,29 @@ pub fn parse_tokens(text: &str) -> Result<u64, String> {
         return Err(format!("`{text}` is out of range"));
     }
     Ok(tokens.round() as u64)
+}
+
+/// Parses a byte size for the size bounds: `64K`, `1M`, `2G`, or a bare
+/// number of bytes; from 1 KiB to 4 GiB.
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (try 64K or 4M)"))?;
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use K, M or G)")),
+    };
+    let bytes = value
+        .checked_mul(mult)
+        .filter(|b| *b >= 1 << 10 && *b <= 4 << 30)
+        .ok_or_else(|| format!("`{text}` must be between 1K and 4G"))?;
+    Ok(bytes as usize)
 }
 
 /// Parses `512`, `512M`, `2G`, `64k` as bytes (a bare number is MiB).

@@ -246,6 +246,17 @@ impl RunDir {
             .write_all(&text)
     }
 
+    /// Keeps an agent's whole output when it was over the size bound:
+    /// `outputs/<id>.txt`; returns its path.
+    pub fn write_output(&self, id: u64, text: &str) -> io::Result<PathBuf> {
+        self.dir.create_dir_with("outputs", &private_dir())?;
+        let name = format!("outputs/{id}.txt");
+        self.dir
+            .open_with(&name, &private_file(false))?
+            .write_all(text.as_bytes())?;
+        Ok(self.path.join(name))
+    }
+
     /// Asks the session running this run to pause.
     pub fn request_stop(&self) -> io::Result<()> {
         self.dir.write(STOP, b"")

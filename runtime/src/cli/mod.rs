@@ -98,6 +98,28 @@ pub struct RunArgs {
     /// Guest memory limit (e.g. 256M, 1G; a bare number is MiB).
     #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = wasmflow::limits::parse_size)]
     pub memory_limit: usize,
+    /// Largest agent() prompt (e.g. 512K); over it agent() throws.
+    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = wasmflow::limits::parse_bytes)]
+    pub max_prompt: usize,
+    /// Largest agent() options object as JSON, schema included.
+    #[arg(long, value_name = "SIZE", default_value = "256K", value_parser = wasmflow::limits::parse_bytes)]
+    pub max_options: usize,
+    /// Largest opts.schema as JSON.
+    #[arg(long, value_name = "SIZE", default_value = "64K", value_parser = wasmflow::limits::parse_bytes)]
+    pub max_schema: usize,
+    /// Largest result of the script as JSON; over it the run ends (exit 3).
+    #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = wasmflow::limits::parse_bytes)]
+    pub max_result: usize,
+    /// Longest log()/console line; longer ones are cut, saying so.
+    #[arg(long, value_name = "SIZE", default_value = "16K", value_parser = wasmflow::limits::parse_bytes)]
+    pub max_log_line: usize,
+    /// Log lines per second; more are dropped and counted.
+    #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub log_rate: u32,
+    /// Largest output of one agent; over it the agent fails (its whole
+    /// output is kept in the run directory).
+    #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = wasmflow::limits::parse_bytes)]
+    pub max_agent_output: usize,
     /// Wall-clock limit for the whole run (e.g. 90s, 30m, 12h).
     #[arg(long, value_name = "DURATION", default_value = "12h", value_parser = wasmflow::limits::parse_duration)]
     pub timeout: std::time::Duration,

@@ -196,6 +196,15 @@ fn prepare_and_run(args: RunArgs, record: &mut Option<RunRecord>) -> Result<Outc
         fuel_per_slice: args.cpu_limit,
         memory_bytes: args.memory_limit,
         wall_clock: args.timeout,
+        sizes: wasmflow::Sizes {
+            prompt: args.max_prompt,
+            options: args.max_options,
+            schema: args.max_schema,
+            result: args.max_result,
+            log_line: args.max_log_line,
+            log_lines_per_sec: args.log_rate,
+            agent_output: args.max_agent_output,
+        },
     };
     let engine = WorkflowEngine::new().map_err(RunError::Internal)?;
     let durability = open_run_dir(&args, &cwd, &script, &args_json, record)?;

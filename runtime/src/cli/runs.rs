@@ -126,6 +126,26 @@ pub fn to_flags(args: &RunArgs) -> Vec<String> {
     if args.timeout != wasmflow::Limits::DEFAULT_WALL_CLOCK {
         push("--timeout", ms(args.timeout));
     }
+    let sizes = wasmflow::Sizes::default();
+    for (name, value, default) in [
+        ("--max-prompt", args.max_prompt, sizes.prompt),
+        ("--max-options", args.max_options, sizes.options),
+        ("--max-schema", args.max_schema, sizes.schema),
+        ("--max-result", args.max_result, sizes.result),
+        ("--max-log-line", args.max_log_line, sizes.log_line),
+        (
+            "--max-agent-output",
+            args.max_agent_output,
+            sizes.agent_output,
+        ),
+    ] {
+        if value != default {
+            push(name, value.to_string());
+        }
+    }
+    if args.log_rate != sizes.log_lines_per_sec {
+        push("--log-rate", args.log_rate.to_string());
+    }
     if let Some(b) = args.budget {
         push("--budget", b.to_string());
     }
