@@ -29,8 +29,10 @@ const JOURNAL: &str = "journal.jsonl";
 const AGENTS: &str = "agents.jsonl";
 const STOP: &str = "stop";
 
-/// `run.json`.
+/// `run.json`. Missing fields take their defaults: a hand-edited or older
+/// file still opens.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunInfo {
     pub id: String,
     /// `meta.name`, else the script's file stem.

@@ -3,6 +3,7 @@
 mod fake_http;
 mod support;
 
+mod bad_input;
 mod bounds;
 mod claude_backend;
 mod cli_input;

@@ -123,6 +123,12 @@ fn prepare_and_run(args: RunArgs, record: &mut Option<RunRecord>) -> Result<Outc
             script.filename, w.line, w.column, w.message
         );
     }
+    if args.no_journal && args.resume.is_some() {
+        return Err(InputError::Invalid(
+            "--resume reads the journal that --no-journal turns off: give one or the other".into(),
+        )
+        .into());
+    }
     let mut args_json = read_args(&args)?;
     // A resume runs with the args the run was started with, unless given.
     if let Some(id) = &args.resume
