@@ -30,6 +30,7 @@ pub mod driver;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod fuzzing;
 pub mod host;
 pub mod journal;
 pub mod key;
