@@ -28,6 +28,31 @@ pub struct ChildLoader {
 }
 
 impl ChildLoader {
+    /// `{scriptPath}` must name a `.js` file inside the calling script's
+    /// directory: a script must not be able to read other files through
+    /// the loader (their parse errors would reach it).
+    fn child_path(&self, p: &str) -> Result<PathBuf, String> {
+        let path = self.base_dir.join(p);
+        if path.extension().and_then(|e| e.to_str()) != Some("js") {
+            return Err(format!("workflow(): scriptPath `{p}` must name a .js file"));
+        }
+        let base = std::fs::canonicalize(if self.base_dir.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            &self.base_dir
+        })
+        .map_err(|e| format!("workflow(): cannot resolve the script's directory: {e}"))?;
+        let real = std::fs::canonicalize(&path)
+            .map_err(|e| format!("workflow(): cannot read scriptPath `{p}`: {e}"))?;
+        if !real.starts_with(&base) {
+            return Err(format!(
+                "workflow(): scriptPath `{p}` is outside the calling script's directory ({}); save the child there or as a named workflow",
+                base.display()
+            ));
+        }
+        Ok(real)
+    }
+
     fn load(&self, reference_json: &str) -> Result<Script, String> {
         let reference: Value = serde_json::from_str(reference_json)
             .map_err(|e| format!("workflow(): bad reference: {e}"))?;
@@ -36,7 +61,7 @@ impl ChildLoader {
                 format!("workflow(): {}", crate::saved::not_found(name, &self.saved))
             })?,
             Value::Object(o) => match o.get("scriptPath") {
-                Some(Value::String(p)) => self.base_dir.join(p),
+                Some(Value::String(p)) => self.child_path(p)?,
                 _ => return Err(
                     "workflow(): give a saved workflow name or { scriptPath: \"path/to/flow.js\" }"
                         .into(),
@@ -437,5 +462,28 @@ impl host::Host for HostState {
             source: script.child_source(),
             filename: script.filename,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_paths_stay_inside_the_script_directory() {
+        let base = std::env::temp_dir().join(format!("wf-child-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("inner/lib")).unwrap();
+        std::fs::write(base.join("outside.js"), "return 1\n").unwrap();
+        std::fs::write(base.join("inner/lib/ok.js"), "return 1\n").unwrap();
+        let loader = ChildLoader {
+            base_dir: base.join("inner"),
+            ..ChildLoader::default()
+        };
+        assert!(loader.child_path("lib/ok.js").is_ok());
+        let e = loader.child_path("../outside.js").unwrap_err();
+        assert!(e.contains("outside the calling script's directory"), "{e}");
+        let e = loader.child_path("/etc/passwd").unwrap_err();
+        assert!(e.contains("must name a .js file"), "{e}");
     }
 }
