@@ -54,6 +54,19 @@ fn only_run(dir: &Path) -> String {
     ids[0].clone()
 }
 
+/// The run a killed first attempt left, if it got as far as run.json.
+fn started_run(dir: &Path) -> Option<String> {
+    let runs = dir.join(".wasmflow/runs");
+    let id = std::fs::read_dir(&runs)
+        .ok()?
+        .flatten()
+        .find(|e| e.path().join("run.json").is_file())?
+        .file_name()
+        .to_string_lossy()
+        .into_owned();
+    Some(id)
+}
+
 fn journal(dir: &Path, id: &str) -> Vec<Value> {
     std::fs::read_to_string(dir.join(".wasmflow/runs").join(id).join("journal.jsonl"))
         .unwrap()
@@ -139,14 +152,16 @@ fn sigkill_at_random_moments_never_pays_twice() {
                 child.wait().unwrap();
                 kills += 1;
                 if id.is_none() {
-                    id = Some(only_run(&dir));
+                    // Killed before its run directory held a run.json:
+                    // nothing ran; start afresh.
+                    id = started_run(&dir);
                 }
                 continue;
             }
         }
         let out = child.wait_with_output().unwrap();
         if id.is_none() {
-            id = Some(only_run(&dir));
+            id = started_run(&dir);
         }
         break out;
     };
