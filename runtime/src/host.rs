@@ -398,16 +398,7 @@ impl host::Host for HostState {
         };
         let now = std::time::Instant::now();
         if now.duration_since(self.log_window) >= std::time::Duration::from_secs(1) {
-            if self.logs_dropped > 0 {
-                let dropped = std::mem::take(&mut self.logs_dropped);
-                self.events.log(
-                    Level::Warn,
-                    &format!(
-                        "wasmflow: {dropped} log line(s) dropped: over {} per second (raise it with --log-rate)",
-                        self.sizes.log_lines_per_sec
-                    ),
-                );
-            }
+            self.flush_log_drops();
             self.log_window = now;
             self.logs_in_window = 0;
         }

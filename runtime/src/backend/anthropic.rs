@@ -276,11 +276,7 @@ impl AgentBackend for AnthropicBackend {
         let settings = self.settings.clone();
         Box::pin(async move {
             let Some(model) = request.model.clone() else {
-                return Err(super::AgentFailure {
-                    reason: "no model for this agent: set default_model in wasmflow.toml, pass --model, or give opts.model".into(),
-                    usage: Usage::default(),
-                    kind: super::FailureKind::Other,
-                });
+                return Err(super::no_model());
             };
             let label = request.display_label();
             let options = settings.http;

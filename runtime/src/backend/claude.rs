@@ -264,15 +264,7 @@ impl StreamState {
 }
 
 fn tail(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let text = text.trim();
-    let start = text
-        .char_indices()
-        .rev()
-        .nth(STDERR_TAIL)
-        .map(|(i, _)| i)
-        .unwrap_or(0);
-    text[start..].to_string()
+    super::stderr_tail(bytes, STDERR_TAIL)
 }
 
 fn failure(reason: String) -> AgentFailure {

@@ -103,15 +103,7 @@ pub fn parse_reply(stdout: &str) -> AgentResult {
 }
 
 fn tail(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let text = text.trim();
-    let start = text
-        .char_indices()
-        .rev()
-        .nth(STDERR_TAIL)
-        .map(|(i, _)| i)
-        .unwrap_or(0);
-    text[start..].to_string()
+    super::stderr_tail(bytes, STDERR_TAIL)
 }
 
 async fn run_command(command: String, timeout: Duration, request: AgentRequest) -> AgentResult {

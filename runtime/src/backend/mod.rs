@@ -20,6 +20,30 @@ pub mod router;
 pub mod sim;
 mod sse;
 
+/// The last `max` characters of a process's stderr, trimmed, for a
+/// failure message.
+pub(crate) fn stderr_tail(bytes: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    let start = text
+        .char_indices()
+        .rev()
+        .nth(max)
+        .map(|(i, _)| i)
+        .unwrap_or(0);
+    text[start..].to_string()
+}
+
+/// The failure of an agent that routing gave no model (HTTP backends need
+/// one).
+pub(crate) fn no_model() -> AgentFailure {
+    AgentFailure {
+        reason: "no model for this agent: set default_model in wasmflow.toml, pass --model, or give opts.model".into(),
+        usage: Usage::default(),
+        kind: FailureKind::Other,
+    }
+}
+
 /// A boxed, sendable future, so backends stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

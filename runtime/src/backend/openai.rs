@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use super::http::{self, Flow, HttpOptions, TryError};
 use super::{
-    AgentBackend, AgentFailure, AgentOutput, AgentReply, AgentRequest, AgentResult, BoxFuture,
-    FailureKind, PlannedModel, Usage,
+    AgentBackend, AgentOutput, AgentReply, AgentRequest, AgentResult, BoxFuture, FailureKind,
+    PlannedModel, Usage,
 };
 
 const PUBLIC_API: &str = "https://api.openai.com/v1";
@@ -197,11 +197,7 @@ impl AgentBackend for OpenAiBackend {
         let settings = self.settings.clone();
         Box::pin(async move {
             let Some(model) = request.model.clone() else {
-                return Err(AgentFailure {
-                    reason: "no model for this agent: set default_model in wasmflow.toml, pass --model, or give opts.model".into(),
-                    usage: Usage::default(),
-                    kind: FailureKind::Other,
-                });
+                return Err(super::no_model());
             };
             let label = request.display_label();
             http::with_retries(settings.http, &label, request.id, || {
