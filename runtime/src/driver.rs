@@ -303,6 +303,26 @@ struct CachedAgent {
     model: Option<String>,
 }
 
+/// An answer as the guest receives it.
+fn outcome_of(output: AgentOutput) -> AgentOutcome {
+    match output {
+        AgentOutput::Text(t) => AgentOutcome::Text(t),
+        AgentOutput::Json(v) => AgentOutcome::Json(v.to_string()),
+    }
+}
+
+/// The event that hands an ended agent to the guest.
+fn agent_event(id: u64, outcome: AgentOutcome, usage: crate::backend::Usage) -> Event {
+    Event::Agent(bindings::AgentResult {
+        id,
+        outcome,
+        usage: bindings::Usage {
+            input_tokens: usage.input,
+            output_tokens: usage.output,
+        },
+    })
+}
+
 /// Waits for the first Ctrl-C, or forever when Ctrl-C is not ours.
 async fn interrupted(sigint: &mut Option<tokio::signal::unix::Signal>) {
     match sigint {
@@ -542,13 +562,18 @@ impl Run {
                 let Some(running) = self.scheduler.finished(id) else {
                     return;
                 };
+                // The journal keeps the output as a value: no re-parse of
+                // the text the guest gets.
+                let mut journaled = None;
                 let (outcome, usage, failure) = match end {
                     AgentEnd::Reply(reply) => {
-                        let outcome = match reply.output {
-                            AgentOutput::Text(t) => AgentOutcome::Text(t),
-                            AgentOutput::Json(v) => AgentOutcome::Json(v.to_string()),
-                        };
-                        (outcome, reply.usage, None)
+                        if self.journal.is_some() {
+                            journaled = Some(match &reply.output {
+                                AgentOutput::Text(t) => ("text", Value::String(t.clone())),
+                                AgentOutput::Json(v) => ("json", v.clone()),
+                            });
+                        }
+                        (outcome_of(reply.output), reply.usage, None)
                     }
                     AgentEnd::Failed(f) => (
                         AgentOutcome::Failed(f.reason.clone()),
@@ -591,14 +616,7 @@ impl Run {
                 {
                     let ts = now_ms();
                     let duration_ms = meta.started.elapsed().as_millis() as u64;
-                    let record = match (&outcome, &failure) {
-                        (AgentOutcome::Text(t), None) => Some(("text", Value::String(t.clone()))),
-                        (AgentOutcome::Json(v), None) => {
-                            serde_json::from_str::<Value>(v).ok().map(|v| ("json", v))
-                        }
-                        _ => None,
-                    };
-                    let line = match record {
+                    let line = match journaled {
                         Some((kind, output)) => Record::Result {
                             key: meta.key.clone(),
                             agent_id: id,
@@ -665,14 +683,7 @@ impl Run {
                     },
                     counts,
                 );
-                events.push(Event::Agent(bindings::AgentResult {
-                    id,
-                    outcome,
-                    usage: bindings::Usage {
-                        input_tokens: usage.input,
-                        output_tokens: usage.output,
-                    },
-                }));
+                events.push(agent_event(id, outcome, usage));
             }
         }
     }
@@ -732,18 +743,7 @@ impl Run {
             ok: true,
             cached: true,
         });
-        let outcome = match c.cached.output {
-            AgentOutput::Text(t) => AgentOutcome::Text(t),
-            AgentOutput::Json(v) => AgentOutcome::Json(v.to_string()),
-        };
-        events.push(Event::Agent(bindings::AgentResult {
-            id,
-            outcome,
-            usage: bindings::Usage {
-                input_tokens: usage.input,
-                output_tokens: usage.output,
-            },
-        }));
+        events.push(agent_event(id, outcome_of(c.cached.output), usage));
     }
 
     /// Makes the journal's pending lines durable, then writes the agents'

@@ -274,22 +274,11 @@ impl AgentBackend for AnthropicBackend {
     fn run(&self, request: AgentRequest) -> BoxFuture<'static, AgentResult> {
         let client = self.client.clone();
         let settings = self.settings.clone();
-        Box::pin(async move {
-            let Some(model) = request.model.clone() else {
-                return Err(super::no_model());
-            };
-            let label = request.display_label();
-            let options = settings.http;
-            http::with_retries(options, &label, request.id, || {
-                one_try(
-                    client.clone(),
-                    settings.clone(),
-                    request.clone(),
-                    model.clone(),
-                )
-            })
-            .await
-        })
+        Box::pin(http::run_agent(
+            self.settings.http,
+            request,
+            move |request, model| one_try(client.clone(), settings.clone(), request, model),
+        ))
     }
 
     fn check(&self, models: Vec<PlannedModel>) -> BoxFuture<'static, Result<(), String>> {

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::retry::{RetryPolicy, retry_after};
 use super::sse::{SseEvent, SseParser};
-use super::{AgentFailure, AgentReply, AgentResult, FailureKind, Usage};
+use super::{AgentFailure, AgentReply, AgentRequest, AgentResult, FailureKind, Usage};
 
 /// Timeouts and retries of one HTTP backend.
 #[derive(Debug, Clone, Copy)]
@@ -273,6 +273,27 @@ where
         tokio::time::sleep(delay).await;
         retry += 1;
     }
+}
+
+/// Runs one agent on an HTTP backend: the model routing chose, then tries
+/// of `attempt` with retries.
+pub async fn run_agent<F, Fut>(
+    options: HttpOptions,
+    request: AgentRequest,
+    attempt: F,
+) -> AgentResult
+where
+    F: Fn(AgentRequest, String) -> Fut,
+    Fut: Future<Output = Result<AgentReply, TryError>>,
+{
+    let Some(model) = request.model.clone() else {
+        return Err(super::no_model());
+    };
+    let label = request.display_label();
+    with_retries(options, &label, request.id, || {
+        attempt(request.clone(), model.clone())
+    })
+    .await
 }
 
 /// A base URL without its trailing slash.

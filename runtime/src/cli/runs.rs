@@ -68,6 +68,13 @@ fn root() -> Result<PathBuf, String> {
     Ok(run_dir::runs_root(&cwd))
 }
 
+/// A run of the working directory and its run.json.
+fn open_run(id: &str) -> Result<(RunDir, RunInfo), String> {
+    let dir = RunDir::open(&root()?, id)?;
+    let info = dir.read_info()?;
+    Ok((dir, info))
+}
+
 fn fail(message: String) -> i32 {
     eprintln!("error: {message}");
     exit::USAGE
@@ -180,16 +187,8 @@ pub fn to_flags(args: &RunArgs) -> Vec<String> {
 }
 
 pub fn resume(args: ResumeArgs) -> i32 {
-    let root = match root() {
+    let (_, info) = match open_run(&args.id) {
         Ok(r) => r,
-        Err(e) => return fail(e),
-    };
-    let dir = match RunDir::open(&root, &args.id) {
-        Ok(d) => d,
-        Err(e) => return fail(e),
-    };
-    let info = match dir.read_info() {
-        Ok(i) => i,
         Err(e) => return fail(e),
     };
     let gives_args = args.flags.iter().any(|f| {
@@ -219,16 +218,8 @@ pub fn resume(args: ResumeArgs) -> i32 {
 }
 
 pub fn stop(args: StopArgs) -> i32 {
-    let root = match root() {
+    let (dir, info) = match open_run(&args.id) {
         Ok(r) => r,
-        Err(e) => return fail(e),
-    };
-    let dir = match RunDir::open(&root, &args.id) {
-        Ok(d) => d,
-        Err(e) => return fail(e),
-    };
-    let info = match dir.read_info() {
-        Ok(i) => i,
         Err(e) => return fail(e),
     };
     if !session_alive(&info) {
@@ -377,16 +368,8 @@ fn prune(root: &Path, older_than: Duration, dry_run: bool) -> i32 {
 }
 
 pub fn show(args: ShowArgs) -> i32 {
-    let root = match root() {
+    let (dir, info) = match open_run(&args.id) {
         Ok(r) => r,
-        Err(e) => return fail(e),
-    };
-    let dir = match RunDir::open(&root, &args.id) {
-        Ok(d) => d,
-        Err(e) => return fail(e),
-    };
-    let info = match dir.read_info() {
-        Ok(i) => i,
         Err(e) => return fail(e),
     };
     if args.json {
