@@ -17,11 +17,11 @@ wit_bindgen::generate!({
     path: "../wit",
 });
 
-use exports::wasmflow::workflow::{compiler, driver};
-use wasmflow::workflow::host;
+use exports::wasmflow::workflow::{compiler, driver, runner};
 use wasmflow::workflow::types::{
     AgentOutcome, AgentRequest, Event, LogLevel, RunOptions, ScriptError, SpawnError, Step,
 };
+use wasmflow::workflow::{host, wait};
 
 const PRELUDE: &str = include_str!("prelude.js");
 
@@ -430,6 +430,23 @@ impl driver::Guest for Component {
             return Step::Done(Err(e));
         }
         current_step(state)
+    }
+}
+
+impl runner::Guest for Component {
+    /// The blocking driver is the poll driver with the host's wait in the
+    /// loop: one event loop for both.
+    fn run(args_json: String, options: RunOptions) -> Result<(), ScriptError> {
+        let mut step = <Component as driver::Guest>::start(args_json, options);
+        loop {
+            match step {
+                Step::Done(result) => return result,
+                Step::Waiting(_) => {
+                    let events = wait::await_next();
+                    step = <Component as driver::Guest>::deliver(events);
+                }
+            }
+        }
     }
 }
 

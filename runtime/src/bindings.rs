@@ -3,6 +3,10 @@
 wasmtime::component::bindgen!({
     world: "engine",
     path: "../wit",
+    imports: {
+        // Only the blocking driver calls it; the poll host traps.
+        "wasmflow:workflow/wait.await-next": trappable,
+    },
 });
 
 pub use self::wasmflow::workflow::types::{

@@ -129,6 +129,25 @@ pub fn run_script(
     rt.block_on(run_async(engine, script, config, events))
 }
 
+/// What a run executes.
+#[derive(Clone, Copy)]
+pub enum Program<'a> {
+    /// A script, compiled to bytecode in the engine when the run starts.
+    Script(&'a Script),
+    /// A compiled workflow component (`wasmflow build`).
+    Module(&'a crate::module::WorkflowModule),
+}
+
+impl Program<'_> {
+    /// The script (for a module: the one it was built from).
+    pub fn script(&self) -> &Script {
+        match self {
+            Program::Script(s) => s,
+            Program::Module(m) => &m.script,
+        }
+    }
+}
+
 /// Runs `script` on the caller's current-thread tokio runtime.
 pub async fn run_async(
     engine: &WorkflowEngine,
@@ -136,6 +155,41 @@ pub async fn run_async(
     config: RunConfig,
     events: EventSink,
 ) -> RunOutcome {
+    run_program_async(engine, Program::Script(script), config, events).await
+}
+
+/// Runs a script or a compiled module to its end on a fresh current-thread
+/// tokio runtime.
+pub fn run_program(
+    engine: &WorkflowEngine,
+    program: Program<'_>,
+    config: RunConfig,
+    events: EventSink,
+) -> RunOutcome {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(run_program_async(engine, program, config, events)),
+        Err(e) => RunOutcome {
+            result: Err(RunError::Internal(
+                anyhow::Error::new(e).context("starting tokio"),
+            )),
+            stats: Stats::default(),
+            events,
+        },
+    }
+}
+
+/// Runs a script or a compiled module on the caller's current-thread tokio
+/// runtime.
+pub async fn run_program_async(
+    engine: &WorkflowEngine,
+    program: Program<'_>,
+    config: RunConfig,
+    events: EventSink,
+) -> RunOutcome {
+    let script = program.script();
     let mut store = Store::new(
         &engine.engine,
         HostState::new(events, config.limits.max_agents, config.limits.memory_bytes),
@@ -232,7 +286,7 @@ pub async fn run_async(
     let result = match run.scheduler.backend().check(planned).await {
         Err(message) => Err(RunError::Input(crate::error::InputError::Invalid(message))),
         Ok(()) => {
-            run.execute(engine, script, &config.args_json, options)
+            run.execute(engine, program, &config.args_json, options)
                 .await
         }
     };
@@ -323,6 +377,21 @@ fn agent_event(id: u64, outcome: AgentOutcome, usage: crate::backend::Usage) -> 
     })
 }
 
+/// A script error from the guest, positioned in the user's file.
+pub(crate) fn script_failure(e: ScriptError, filename: &str) -> ScriptFailure {
+    let line = e
+        .stack
+        .as_deref()
+        .and_then(|s| line_in_stack(s, filename))
+        .map(|(l, _)| l);
+    ScriptFailure {
+        name: e.name,
+        message: e.message,
+        stack: e.stack,
+        line,
+    }
+}
+
 /// Waits for the first Ctrl-C, or forever when Ctrl-C is not ours.
 async fn interrupted(sigint: &mut Option<tokio::signal::unix::Signal>) {
     match sigint {
@@ -366,28 +435,43 @@ impl Run {
     async fn execute(
         &mut self,
         engine: &WorkflowEngine,
-        script: &Script,
+        program: Program<'_>,
         args_json: &str,
         options: bindings::RunOptions,
     ) -> Result<Value, RunError> {
         let deadline = tokio::time::Instant::now() + self.limits.wall_clock;
         self.refuel()?;
-        let instance = engine
-            .pre
-            .instantiate(&mut self.store)
-            .map_err(|e| self.trap(e, "instantiating the engine"))?;
-        self.refuel()?;
-        let bytecode = instance
-            .wasmflow_workflow_compiler()
-            .call_compile(&mut self.store, &script.wrapped, &script.filename)
-            .map_err(|e| self.trap(e, "compiling the script"))?
-            .map_err(|e| self.script_error(e))?;
-        instance
-            .wasmflow_workflow_compiler()
-            .call_load(&mut self.store, &bytecode)
-            .map_err(|e| self.trap(e, "loading the script"))?
-            .map_err(|e| self.script_error(e))?;
-        let driver = instance.wasmflow_workflow_driver();
+        let driver = match program {
+            Program::Script(script) => {
+                let instance = engine
+                    .pre
+                    .instantiate(&mut self.store)
+                    .map_err(|e| self.trap(e, "instantiating the engine"))?;
+                self.refuel()?;
+                let bytecode = instance
+                    .wasmflow_workflow_compiler()
+                    .call_compile(&mut self.store, &script.wrapped, &script.filename)
+                    .map_err(|e| self.trap(e, "compiling the script"))?
+                    .map_err(|e| self.script_error(e))?;
+                instance
+                    .wasmflow_workflow_compiler()
+                    .call_load(&mut self.store, &bytecode)
+                    .map_err(|e| self.trap(e, "loading the script"))?
+                    .map_err(|e| self.script_error(e))?;
+                instance.wasmflow_workflow_driver().clone()
+            }
+            Program::Module(module) => {
+                let instance = module
+                    .pre
+                    .instantiate(&mut self.store)
+                    .map_err(|e| self.trap(e, "instantiating the workflow module"))?;
+                module
+                    .driver
+                    .load(&mut self.store, &instance)
+                    .map_err(|e| self.trap(e, "reading the module's driver"))?
+            }
+        };
+        let driver = &driver;
         self.refuel()?;
         let mut step = driver
             .call_start(&mut self.store, args_json, options)
@@ -845,17 +929,7 @@ impl Run {
                 message: self.memory_limit_message(),
             };
         }
-        let line = e
-            .stack
-            .as_deref()
-            .and_then(|s| line_in_stack(s, &self.filename))
-            .map(|(l, _)| l);
-        RunError::Script(ScriptFailure {
-            name: e.name,
-            message: e.message,
-            stack: e.stack,
-            line,
-        })
+        RunError::Script(script_failure(e, &self.filename))
     }
 
     /// Turns a trap into the error the user should see.

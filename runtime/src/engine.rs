@@ -9,8 +9,13 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 
+use wasmtime::Store;
+
 use crate::bindings::EnginePre;
+use crate::error::RunError;
+use crate::events::EventSink;
 use crate::host::HostState;
+use crate::script::Script;
 
 /// The committed engine artifact (a component of the `engine` world).
 pub static ENGINE_WASM: &[u8] = include_bytes!("../assets/engine.wasm");
@@ -19,6 +24,9 @@ pub static ENGINE_WASM: &[u8] = include_bytes!("../assets/engine.wasm");
 pub struct WorkflowEngine {
     pub(crate) engine: wasmtime::Engine,
     pub(crate) pre: EnginePre<HostState>,
+    /// The host interface, for compiled workflow modules.
+    pub(crate) linker: Linker<HostState>,
+    cache: Option<PathBuf>,
 }
 
 /// How the compiled engine was obtained (for diagnostics and benchmarks).
@@ -39,7 +47,8 @@ impl WorkflowEngine {
         let engine = wasmtime::Engine::new(&engine_config())
             .map_err(anyhow::Error::from)
             .context("creating the wasmtime engine")?;
-        let (component, source) = load_component(&engine, dir)?;
+        let (component, source) = load_cached(&engine, ENGINE_WASM, "engine", dir)
+            .context("compiling the embedded engine")?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         crate::bindings::Engine::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
             &mut linker,
@@ -54,7 +63,46 @@ impl WorkflowEngine {
         let pre = EnginePre::new(pre)
             .map_err(anyhow::Error::from)
             .context("checking the engine's exports")?;
-        Ok((WorkflowEngine { engine, pre }, source))
+        Ok((
+            WorkflowEngine {
+                engine,
+                pre,
+                linker,
+                cache: dir.map(Path::to_path_buf),
+            },
+            source,
+        ))
+    }
+
+    /// Compiles a script to QuickJS bytecode in a fresh engine instance.
+    pub fn compile_bytecode(&self, script: &Script) -> Result<Vec<u8>, RunError> {
+        let limits = crate::limits::Limits::default();
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(EventSink::silent(), 0, limits.memory_bytes),
+        );
+        store.limiter(|s| &mut s.limiter);
+        let internal = |e: wasmtime::Error, doing: &str| {
+            RunError::Internal(anyhow::Error::from(e).context(doing.to_string()))
+        };
+        store
+            .set_fuel(limits.fuel_per_slice)
+            .map_err(|e| internal(e, "setting fuel"))?;
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| internal(e, "instantiating the engine"))?;
+        instance
+            .wasmflow_workflow_compiler()
+            .call_compile(&mut store, &script.wrapped, &script.filename)
+            .map_err(|e| internal(e, "compiling the script"))?
+            .map_err(|e| RunError::Script(crate::driver::script_failure(e, &script.filename)))
+    }
+
+    /// Compiles a workflow component to native code, from the disk cache
+    /// when this exact file was compiled before.
+    pub fn compile_module(&self, bytes: &[u8]) -> Result<Component> {
+        load_cached(&self.engine, bytes, "module", self.cache.as_deref()).map(|(c, _)| c)
     }
 }
 
@@ -83,56 +131,54 @@ pub fn cache_dir() -> Option<PathBuf> {
 /// Names the compiled artifact by everything that changes its code: the
 /// engine bytes, the wasmtime version and the `Config` (fuel on or off
 /// changes the generated code).
-fn cache_key(engine: &wasmtime::Engine) -> String {
+fn cache_key(engine: &wasmtime::Engine, wasm: &[u8]) -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
     let mut sha = Sha256::new();
-    sha.update(ENGINE_WASM);
+    sha.update(wasm);
     sha.update(hasher.finish().to_le_bytes());
     sha.update(env!("CARGO_PKG_VERSION").as_bytes());
     crate::key::hex(&sha.finalize()[..12])
 }
 
-fn load_component(
+fn load_cached(
     engine: &wasmtime::Engine,
+    wasm: &[u8],
+    kind: &str,
     dir: Option<&Path>,
 ) -> Result<(Component, EngineSource)> {
     let Some(dir) = dir else {
-        return Ok((compile(engine)?, EngineSource::Compiled));
+        return Ok((compile(engine, wasm)?, EngineSource::Compiled));
     };
-    let path = dir.join(format!("engine-{}.cwasm", cache_key(engine)));
+    let path = dir.join(format!("{kind}-{}.cwasm", cache_key(engine, wasm)));
     if path.exists() {
         // SAFETY: the file is one we serialised ourselves into the user's
-        // cache directory; wasmtime checks its header against this engine.
+        // cache directory, named by the hash of its source; wasmtime checks
+        // its header against this engine.
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(c) => return Ok((c, EngineSource::DiskCache)),
             Err(e) => tracing::warn!(
-                "ignoring the unusable engine cache {}: {e:#}",
+                "ignoring the unusable compile cache {}: {e:#}",
                 path.display()
             ),
         }
     }
-    let component = compile(engine)?;
+    let component = compile(engine, wasm)?;
     if let Err(e) = store_cache(&component, dir, &path) {
-        tracing::warn!(
-            "cannot cache the compiled engine in {}: {e:#}",
-            dir.display()
-        );
+        tracing::warn!("cannot cache compiled code in {}: {e:#}", dir.display());
     }
     Ok((component, EngineSource::Compiled))
 }
 
-fn compile(engine: &wasmtime::Engine) -> Result<Component> {
-    Component::new(engine, ENGINE_WASM)
-        .map_err(anyhow::Error::from)
-        .context("compiling the embedded engine")
+fn compile(engine: &wasmtime::Engine, wasm: &[u8]) -> Result<Component> {
+    Component::new(engine, wasm).map_err(anyhow::Error::from)
 }
 
 fn store_cache(component: &Component, dir: &Path, path: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let bytes = component.serialize()?;
     // Temp file + rename: concurrent processes never see half a file.
-    let tmp = dir.join(format!(".engine-{}.tmp", std::process::id()));
+    let tmp = dir.join(format!(".compile-{}.tmp", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;
     Ok(())

@@ -295,6 +295,16 @@ impl HostState {
 
 impl types::Host for HostState {}
 
+/// The poll driver never calls `await-next`; a guest that does (through
+/// `runner.run`) on a host that polls gets a trap naming the mistake.
+impl crate::bindings::wasmflow::workflow::wait::Host for HostState {
+    fn await_next(&mut self) -> wasmtime::Result<Vec<crate::bindings::Event>> {
+        Err(wasmtime::Error::msg(
+            "the guest called wait.await-next, but this host drives it with the poll driver (driver.start/deliver); use the blocking driver to call runner.run",
+        ))
+    }
+}
+
 impl host::Host for HostState {
     fn spawn(&mut self, request: types::AgentRequest) -> Result<u64, SpawnError> {
         if self.spawned >= self.max_agents {

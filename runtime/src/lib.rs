@@ -35,6 +35,7 @@ pub mod host;
 pub mod journal;
 pub mod key;
 pub mod limits;
+pub mod module;
 pub mod options;
 pub mod run_dir;
 pub mod saved;
@@ -43,9 +44,12 @@ pub mod schema;
 pub mod script;
 pub mod summary;
 
-pub use driver::{RunConfig, RunOutcome, run_async, run_script};
+pub use driver::{
+    Program, RunConfig, RunOutcome, run_async, run_program, run_program_async, run_script,
+};
 pub use engine::WorkflowEngine;
 pub use error::{InputError, RunError};
 pub use events::EventSink;
 pub use limits::{Limits, Sizes};
+pub use module::{WorkflowModule, build_module};
 pub use script::Script;

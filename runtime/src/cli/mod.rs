@@ -9,6 +9,7 @@ use wasmflow::error::exit;
 mod backends;
 mod bench;
 mod list;
+mod module;
 mod run;
 mod runs;
 
@@ -28,8 +29,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a workflow script; its result goes to stdout as JSON.
+    /// Run a workflow (a script, a compiled .wasm, or a saved workflow's
+    /// name); its result goes to stdout as JSON.
     Run(Box<RunArgs>),
+    /// Compile a workflow script to a WebAssembly component of the
+    /// wasmflow:workflow world (runs with `wasmflow run flow.wasm`, jco,
+    /// wasmtime-py or any component host).
+    Build(module::BuildArgs),
+    /// What a .wasm file imports and exports, its meta and versions, and
+    /// whether it is inside the sandbox contract.
+    Inspect(module::InspectArgs),
     /// Run an earlier run again: finished agents come from its journal,
     /// the rest run live. Flags after the id override the stored ones.
     Resume(runs::ResumeArgs),
@@ -48,7 +57,8 @@ enum Command {
 /// Flags of `wasmflow run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The workflow: a script file (.js) or the name of a saved workflow.
+    /// The workflow: a script (.js), a compiled workflow (.wasm from
+    /// `wasmflow build`) or the name of a saved workflow.
     pub script: String,
     /// Plain text for the script's `args` (as with `/name some text`).
     #[arg(trailing_var_arg = true, value_name = "TEXT")]
@@ -221,6 +231,8 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Run(args) => run::run(*args),
+        Command::Build(args) => module::build(args),
+        Command::Inspect(args) => module::inspect(args),
         Command::Resume(args) => runs::resume(args),
         Command::Stop(args) => runs::stop(args),
         Command::Runs(args) => runs::runs(args),

@@ -14,7 +14,9 @@ use wasmflow::journal::Replay;
 use wasmflow::run_dir::{self, RunDir, RunInfo, now_ms};
 use wasmflow::saved;
 use wasmflow::summary::RunSummary;
-use wasmflow::{EventSink, Limits, RunConfig, Script, WorkflowEngine, run_script};
+use wasmflow::{
+    EventSink, Limits, Program, RunConfig, Script, WorkflowEngine, WorkflowModule, run_program,
+};
 
 use super::RunArgs;
 
@@ -111,12 +113,20 @@ fn prepare_and_run(args: RunArgs, record: &mut Option<RunRecord>) -> Result<Outc
         .map_err(|e| InputError::Invalid(format!("cannot read the working directory: {e}")))?;
     let saved = saved::search_dirs(&cwd, saved::home_dir().as_deref());
     let path = resolve_target(&args.script, &saved)?;
-    let script = Script::load(
-        &path,
-        CheckOptions {
-            strict: args.strict,
-        },
-    )?;
+    let check = CheckOptions {
+        strict: args.strict,
+    };
+    let engine = WorkflowEngine::new().map_err(RunError::Internal)?;
+    // A compiled workflow (`wasmflow build`) runs like its script: the
+    // script comes back out of the module's custom section.
+    let module = match super::module::read_wasm(&path)? {
+        Some(bytes) => Some(WorkflowModule::load(&engine, &path, &bytes, check)?),
+        None => None,
+    };
+    let script = match &module {
+        Some(m) => m.script.clone(),
+        None => Script::load(&path, check)?,
+    };
     for w in &script.warnings {
         eprintln!(
             "warning: {}:{}:{}: {}",
@@ -212,7 +222,6 @@ fn prepare_and_run(args: RunArgs, record: &mut Option<RunRecord>) -> Result<Outc
             agent_output: args.max_agent_output,
         },
     };
-    let engine = WorkflowEngine::new().map_err(RunError::Internal)?;
     let durability = open_run_dir(&args, &cwd, &script, &args_json, record)?;
     let config = RunConfig {
         limits,
@@ -229,7 +238,11 @@ fn prepare_and_run(args: RunArgs, record: &mut Option<RunRecord>) -> Result<Outc
         pause_on_signal: durability.is_some(),
         durability,
     };
-    let outcome = run_script(&engine, &script, config, events);
+    let program = match &module {
+        Some(m) => Program::Module(m),
+        None => Program::Script(&script),
+    };
+    let outcome = run_program(&engine, program, config, events);
     let mut events = outcome.events;
     let status = match &outcome.result {
         Ok(_) => "ok",
@@ -358,9 +371,16 @@ fn open_run_dir(
 }
 
 /// A path to a script, or the name of a saved workflow.
-fn resolve_target(target: &str, saved: &[saved::SearchDir]) -> Result<PathBuf, InputError> {
+pub(crate) fn resolve_target(
+    target: &str,
+    saved: &[saved::SearchDir],
+) -> Result<PathBuf, InputError> {
     let path = Path::new(target);
-    if path.exists() || target.ends_with(".js") || target.contains(std::path::MAIN_SEPARATOR) {
+    if path.exists()
+        || target.ends_with(".js")
+        || target.ends_with(".wasm")
+        || target.contains(std::path::MAIN_SEPARATOR)
+    {
         return Ok(path.to_path_buf());
     }
     saved::find(target, saved).ok_or_else(|| InputError::Invalid(saved::not_found(target, saved)))
