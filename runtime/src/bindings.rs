@@ -3,10 +3,9 @@
 wasmtime::component::bindgen!({
     world: "engine",
     path: "../wit",
-    imports: {
-        // Only the blocking driver calls it; the poll host traps.
-        "wasmflow:workflow/wait.await-next": trappable,
-    },
+    // Guest calls run on fibers, so the blocking driver's `await-next` can
+    // suspend `runner.run` while agents work (driver::add_wait_to_linker).
+    exports: { default: async },
 });
 
 pub use self::wasmflow::workflow::types::{

@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
-use wasmtime::Store;
+use wasmtime::component::Linker;
+use wasmtime::{AsContextMut, Store, StoreContextMut};
 
 use crate::backend::{AgentBackend, AgentOutput};
+use crate::bindings::exports::wasmflow::workflow::{driver as driver_api, runner as runner_api};
 use crate::bindings::{self, AgentOutcome, Event, ScriptError, Step};
 use crate::engine::WorkflowEngine;
 use crate::error::{LimitKind, RunError, ScriptFailure};
@@ -57,6 +59,8 @@ pub struct RunConfig {
     /// Ctrl-C pauses the run (first: no new agents, running ones finish
     /// within the grace period; second: abandon them) instead of killing it.
     pub pause_on_signal: bool,
+    /// Poll (`driver`) or blocking (`runner`); results are the same.
+    pub driver: DriverKind,
 }
 
 /// A run's journal, and what a resume hands back from it.
@@ -90,6 +94,7 @@ impl RunConfig {
             circuit_breaker: 3,
             durability: None,
             pause_on_signal: false,
+            driver: DriverKind::Poll,
         }
     }
 }
@@ -252,7 +257,7 @@ pub async fn run_program_async(
     let mut stop_poll = tokio::time::interval(Duration::from_millis(250));
     stop_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut run = Run {
+    let run = Run {
         store,
         limits: config.limits.clone(),
         scheduler: Scheduler::new(
@@ -276,6 +281,8 @@ pub async fn run_program_async(
         cached: HashMap::new(),
         sigint,
         stop_poll,
+        deadline: tokio::time::Instant::now() + config.limits.wall_clock,
+        abort: None,
     };
     let options = bindings::RunOptions {
         budget_total: config.budget,
@@ -283,12 +290,30 @@ pub async fn run_program_async(
     // What would fail every agent (a missing key, a dead server, a typo in
     // a model name) stops the run before the first spawn.
     let planned = run.store.data().routing.planned(script);
-    let result = match run.scheduler.backend().check(planned).await {
-        Err(message) => Err(RunError::Input(crate::error::InputError::Invalid(message))),
-        Ok(()) => {
-            run.execute(engine, program, &config.args_json, options)
-                .await
-        }
+    let checked = run.scheduler.backend().check(planned).await;
+    let (mut run, result) = match checked {
+        Err(message) => (
+            run,
+            Err(RunError::Input(crate::error::InputError::Invalid(message))),
+        ),
+        Ok(()) => match config.driver {
+            DriverKind::Poll => {
+                let mut run = run;
+                let result = run
+                    .execute_poll(engine, program, &config.args_json, options)
+                    .await;
+                (run, result)
+            }
+            DriverKind::Blocking => {
+                match run
+                    .execute_blocking(engine, program, &config.args_json, options)
+                    .await
+                {
+                    Ok(pair) => pair,
+                    Err(lost) => return lost,
+                }
+            }
+        },
     };
     run.commit();
     run.store.data_mut().flush_log_drops();
@@ -307,8 +332,88 @@ pub async fn run_program_async(
     }
 }
 
-struct Run {
-    store: Store<HostState>,
+/// How the host drives the guest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DriverKind {
+    /// `driver.start` / `driver.deliver`: the guest returns whenever it
+    /// waits, and the host calls it again with what happened.
+    #[default]
+    Poll,
+    /// `runner.run`: one call for the whole run; the guest suspends in
+    /// `wait.await-next` (a fiber here) while agents work.
+    Blocking,
+}
+
+/// The guest's entry points in one instance.
+struct Entry {
+    driver: driver_api::Guest,
+    runner: Option<runner_api::Guest>,
+}
+
+/// The store, owned (the poll driver, and the blocking driver between
+/// calls) or lent to `await-next` while `runner.run` is suspended in it.
+trait StoreAccess: AsContextMut<Data = HostState> + Send {
+    fn host(&mut self) -> &mut HostState;
+    fn host_ref(&self) -> &HostState;
+}
+
+impl StoreAccess for Store<HostState> {
+    fn host(&mut self) -> &mut HostState {
+        self.data_mut()
+    }
+    fn host_ref(&self) -> &HostState {
+        self.data()
+    }
+}
+
+impl StoreAccess for StoreContextMut<'_, HostState> {
+    fn host(&mut self) -> &mut HostState {
+        self.data_mut()
+    }
+    fn host_ref(&self) -> &HostState {
+        self.data()
+    }
+}
+
+/// `wait.await-next`: the blocking driver parks the run in the store before
+/// it calls `runner.run`; each call here takes it back, does what the poll
+/// driver does between two `deliver`s, and parks it again. Without a parked
+/// run (the poll driver) the call traps.
+pub(crate) fn add_wait_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    let mut wait = linker.instance("wasmflow:workflow/wait@0.1.0")?;
+    wait.func_wrap_async(
+        "await-next",
+        |mut store: StoreContextMut<'_, HostState>, (): ()| {
+            Box::new(async move {
+                let parked = store
+                    .data_mut()
+                    .parked
+                    .take()
+                    .and_then(|p| p.downcast::<Run<()>>().ok());
+                let Some(parked) = parked else {
+                    return Err(wasmtime::Error::msg(
+                        "the guest called wait.await-next, but this run drives it with the poll driver (driver.start/deliver); only runner.run may wait",
+                    ));
+                };
+                let (mut run, ()) = parked.with_store(store);
+                let next = run.next_events().await;
+                let (mut parked, mut store) = run.with_store(());
+                let result = match next {
+                    Ok(events) => Ok((events,)),
+                    Err(e) => {
+                        parked.abort = Some(e);
+                        Err(wasmtime::Error::msg("the run stopped"))
+                    }
+                };
+                store.data_mut().parked = Some(Box::new(parked));
+                result
+            })
+        },
+    )
+}
+
+struct Run<S> {
+    store: S,
     limits: Limits,
     scheduler: Scheduler,
     tx: mpsc::UnboundedSender<Wake>,
@@ -323,6 +428,55 @@ struct Run {
     cached: HashMap<u64, CachedAgent>,
     sigint: Option<tokio::signal::unix::Signal>,
     stop_poll: tokio::time::Interval,
+    /// The wall-clock limit, from the first guest call.
+    deadline: tokio::time::Instant,
+    /// Why `await-next` stopped the run (the guest then traps).
+    abort: Option<RunError>,
+}
+
+impl<S> Run<S> {
+    /// The same run with another store handle; the old one comes back.
+    fn with_store<T>(self, store: T) -> (Run<T>, S) {
+        let Run {
+            store: old,
+            limits,
+            scheduler,
+            tx,
+            rx,
+            timers,
+            stats,
+            filename,
+            breaker,
+            journal,
+            cached_ready,
+            cached,
+            sigint,
+            stop_poll,
+            deadline,
+            abort,
+        } = self;
+        (
+            Run {
+                store,
+                limits,
+                scheduler,
+                tx,
+                rx,
+                timers,
+                stats,
+                filename,
+                breaker,
+                journal,
+                cached_ready,
+                cached,
+                sigint,
+                stop_poll,
+                deadline,
+                abort,
+            },
+            old,
+        )
+    }
 }
 
 /// The journal of a durable run, while it runs.
@@ -431,50 +585,135 @@ impl Breaker {
     }
 }
 
-impl Run {
-    async fn execute(
+impl Run<Store<HostState>> {
+    /// The blocking driver: one `runner.run`, suspended in `await-next`
+    /// while agents work. `Err` only if the run's state was lost (never
+    /// expected): the outcome to return as it is.
+    async fn execute_blocking(
+        mut self,
+        engine: &WorkflowEngine,
+        program: Program<'_>,
+        args_json: &str,
+        options: bindings::RunOptions,
+    ) -> Result<(Self, Result<Value, RunError>), RunOutcome> {
+        self.deadline = tokio::time::Instant::now() + self.limits.wall_clock;
+        let entry = match self.instantiate(engine, program).await {
+            Ok(e) => e,
+            Err(e) => return Ok((self, Err(e))),
+        };
+        let Some(runner) = entry.runner else {
+            let message =
+                "this module exports no wasmflow:workflow/runner: run it with --driver poll";
+            return Ok((
+                self,
+                Err(RunError::Input(crate::error::InputError::Invalid(
+                    message.into(),
+                ))),
+            ));
+        };
+        if let Err(e) = self.refuel() {
+            return Ok((self, Err(e)));
+        }
+        let (parked, mut store) = self.with_store(());
+        store.data_mut().parked = Some(Box::new(parked));
+        let called = runner.call_run(&mut store, args_json, options).await;
+        let parked = store
+            .data_mut()
+            .parked
+            .take()
+            .and_then(|p| p.downcast::<Run<()>>().ok());
+        let Some(parked) = parked else {
+            let events = std::mem::replace(&mut store.data_mut().events, EventSink::silent());
+            return Err(RunOutcome {
+                result: Err(RunError::Internal(anyhow::anyhow!(
+                    "the run's state was lost in wait.await-next"
+                ))),
+                stats: Stats::default(),
+                events,
+            });
+        };
+        let (mut run, ()) = parked.with_store(store);
+        let result = match called {
+            Err(trap) => Err(match run.abort.take() {
+                Some(e) => e,
+                None => run.trap(trap, "running the script"),
+            }),
+            Ok(Err(e)) => Err(run.script_error(e)),
+            Ok(Ok(())) => run.take_result(),
+        };
+        Ok((run, result))
+    }
+}
+
+impl<S: StoreAccess> Run<S> {
+    /// A fresh instance of the program, script compiled and loaded.
+    async fn instantiate(
+        &mut self,
+        engine: &WorkflowEngine,
+        program: Program<'_>,
+    ) -> Result<Entry, RunError> {
+        self.refuel()?;
+        match program {
+            Program::Script(script) => {
+                let instance = engine
+                    .pre
+                    .instantiate_async(&mut self.store)
+                    .await
+                    .map_err(|e| self.trap(e, "instantiating the engine"))?;
+                self.refuel()?;
+                let compiler = instance.wasmflow_workflow_compiler();
+                let bytecode = compiler
+                    .call_compile(&mut self.store, &script.wrapped, &script.filename)
+                    .await
+                    .map_err(|e| self.trap(e, "compiling the script"))?
+                    .map_err(|e| self.script_error(e))?;
+                compiler
+                    .call_load(&mut self.store, &bytecode)
+                    .await
+                    .map_err(|e| self.trap(e, "loading the script"))?
+                    .map_err(|e| self.script_error(e))?;
+                Ok(Entry {
+                    driver: instance.wasmflow_workflow_driver().clone(),
+                    runner: Some(instance.wasmflow_workflow_runner().clone()),
+                })
+            }
+            Program::Module(module) => {
+                let instance = module
+                    .pre
+                    .instantiate_async(&mut self.store)
+                    .await
+                    .map_err(|e| self.trap(e, "instantiating the workflow module"))?;
+                let driver = module
+                    .driver
+                    .load(&mut self.store, &instance)
+                    .map_err(|e| self.trap(e, "reading the module's driver"))?;
+                let runner = match &module.runner {
+                    Some(r) => Some(
+                        r.load(&mut self.store, &instance)
+                            .map_err(|e| self.trap(e, "reading the module's runner"))?,
+                    ),
+                    None => None,
+                };
+                Ok(Entry { driver, runner })
+            }
+        }
+    }
+
+    /// The poll driver: `start`, then one `deliver` per batch of events.
+    async fn execute_poll(
         &mut self,
         engine: &WorkflowEngine,
         program: Program<'_>,
         args_json: &str,
         options: bindings::RunOptions,
     ) -> Result<Value, RunError> {
-        let deadline = tokio::time::Instant::now() + self.limits.wall_clock;
+        self.deadline = tokio::time::Instant::now() + self.limits.wall_clock;
+        let entry = self.instantiate(engine, program).await?;
         self.refuel()?;
-        let driver = match program {
-            Program::Script(script) => {
-                let instance = engine
-                    .pre
-                    .instantiate(&mut self.store)
-                    .map_err(|e| self.trap(e, "instantiating the engine"))?;
-                self.refuel()?;
-                let bytecode = instance
-                    .wasmflow_workflow_compiler()
-                    .call_compile(&mut self.store, &script.wrapped, &script.filename)
-                    .map_err(|e| self.trap(e, "compiling the script"))?
-                    .map_err(|e| self.script_error(e))?;
-                instance
-                    .wasmflow_workflow_compiler()
-                    .call_load(&mut self.store, &bytecode)
-                    .map_err(|e| self.trap(e, "loading the script"))?
-                    .map_err(|e| self.script_error(e))?;
-                instance.wasmflow_workflow_driver().clone()
-            }
-            Program::Module(module) => {
-                let instance = module
-                    .pre
-                    .instantiate(&mut self.store)
-                    .map_err(|e| self.trap(e, "instantiating the workflow module"))?;
-                module
-                    .driver
-                    .load(&mut self.store, &instance)
-                    .map_err(|e| self.trap(e, "reading the module's driver"))?
-            }
-        };
-        let driver = &driver;
-        self.refuel()?;
-        let mut step = driver
+        let mut step = entry
+            .driver
             .call_start(&mut self.store, args_json, options)
+            .await
             .map_err(|e| self.trap(e, "running the script"))?;
         loop {
             match step {
@@ -482,32 +721,40 @@ impl Run {
                 Step::Done(Err(e)) => return Err(self.script_error(e)),
                 Step::Waiting(_) => {}
             }
-            self.act_on_slice();
-            if self.scheduler.in_flight() == 0
-                && self.timers.is_empty()
-                && self.cached_ready.is_empty()
-            {
-                return Err(RunError::Internal(anyhow::anyhow!(
-                    "the engine waits for agents or timers, but none is in flight"
-                )));
-            }
-            let events = self.wait(deadline).await?;
-            self.refuel()?;
-            step = driver
+            let events = self.next_events().await?;
+            step = entry
+                .driver
                 .call_deliver(&mut self.store, &events)
+                .await
                 .map_err(|e| self.trap(e, "running the script"))?;
         }
     }
 
+    /// Between two slices, for both drivers: start what the guest asked
+    /// for, wait for at least one event, refuel.
+    async fn next_events(&mut self) -> Result<Vec<Event>, RunError> {
+        self.act_on_slice();
+        if self.scheduler.in_flight() == 0 && self.timers.is_empty() && self.cached_ready.is_empty()
+        {
+            return Err(RunError::Internal(anyhow::anyhow!(
+                "the engine waits for agents or timers, but none is in flight"
+            )));
+        }
+        let events = self.wait(self.deadline).await?;
+        self.refuel()?;
+        Ok(events)
+    }
+
     fn refuel(&mut self) -> Result<(), RunError> {
         self.store
+            .as_context_mut()
             .set_fuel(self.limits.fuel_per_slice)
             .map_err(|e| RunError::Internal(anyhow::Error::from(e).context("setting fuel")))
     }
 
     /// Starts what the guest asked for during its last slice.
     fn act_on_slice(&mut self) {
-        let data = self.store.data_mut();
+        let data = self.store.host();
         for request in data.new_agents.drain(..) {
             if let Some(j) = self.journal.as_mut() {
                 let content = crate::journal::content_of(
@@ -583,7 +830,7 @@ impl Run {
         if let Some(Reverse((_, id))) = self.cached_ready.pop() {
             let mut events = Vec::new();
             self.deliver_cached(id, &mut events);
-            let data = self.store.data_mut();
+            let data = self.store.host();
             self.scheduler.pump(&mut data.events);
             return Ok(events);
         }
@@ -628,7 +875,7 @@ impl Run {
         }
         // Refill free slots before the guest runs, so queued agents start in
         // call order ahead of whatever the guest spawns next.
-        let data = self.store.data_mut();
+        let data = self.store.host();
         self.scheduler.pump(&mut data.events);
         Ok(events)
     }
@@ -670,14 +917,14 @@ impl Run {
                 };
                 self.stats.tokens += usage;
                 let usd = {
-                    let routing = &self.store.data().routing;
+                    let routing = &self.store.host_ref().routing;
                     running
                         .model
                         .as_deref()
                         .and_then(|m| routing.config.price(m))
                         .map(|p| p.cost_of(usage))
                 };
-                self.store.data_mut().spent_usd += usd.unwrap_or(0.0);
+                self.store.host().spent_usd += usd.unwrap_or(0.0);
                 self.stats.cost.add(
                     running.model.as_deref(),
                     running.phase.as_deref(),
@@ -732,7 +979,7 @@ impl Run {
                 }
                 for note in notes {
                     self.store
-                        .data_mut()
+                        .host()
                         .events
                         .note(&format!("{}: {note}", running.label));
                     self.stats.notes.push(AgentNote {
@@ -755,7 +1002,7 @@ impl Run {
                 let counts = self
                     .scheduler
                     .counts(self.stats.agents.done, self.stats.agents.failed);
-                self.store.data_mut().events.agent_finished(
+                self.store.host().events.agent_finished(
                     crate::events::AgentEnded {
                         id,
                         label: &running.label,
@@ -810,7 +1057,7 @@ impl Run {
         let usage = c.cached.usage;
         let usd = c.cached.usd;
         self.stats.tokens += usage;
-        self.store.data_mut().spent_usd += usd.unwrap_or(0.0);
+        self.store.host().spent_usd += usd.unwrap_or(0.0);
         self.stats
             .cost
             .add(c.model.as_deref(), c.phase.as_deref(), usage, usd);
@@ -894,7 +1141,7 @@ impl Run {
     }
 
     fn take_result(&mut self) -> Result<Value, RunError> {
-        if let Some(size) = self.store.data().oversized_report {
+        if let Some(size) = self.store.host_ref().oversized_report {
             return Err(RunError::Limit {
                 kind: LimitKind::ResultSize,
                 message: format!(
@@ -903,7 +1150,7 @@ impl Run {
                 ),
             });
         }
-        let Some(json) = self.store.data_mut().report.take() else {
+        let Some(json) = self.store.host().report.take() else {
             return Err(RunError::Internal(anyhow::anyhow!(
                 "the engine finished without reporting a result"
             )));
@@ -923,7 +1170,7 @@ impl Run {
     }
 
     fn script_error(&self, e: ScriptError) -> RunError {
-        if self.store.data().limiter.hit && e.message.contains("out of memory") {
+        if self.store.host_ref().limiter.hit && e.message.contains("out of memory") {
             return RunError::Limit {
                 kind: LimitKind::Memory,
                 message: self.memory_limit_message(),
@@ -946,7 +1193,7 @@ impl Run {
                 ),
             };
         }
-        if self.store.data().limiter.hit {
+        if self.store.host_ref().limiter.hit {
             return RunError::Limit {
                 kind: LimitKind::Memory,
                 message: self.memory_limit_message(),

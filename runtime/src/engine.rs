@@ -50,12 +50,9 @@ impl WorkflowEngine {
         let (component, source) = load_cached(&engine, ENGINE_WASM, "engine", dir)
             .context("compiling the embedded engine")?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
-        crate::bindings::Engine::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
-            &mut linker,
-            |s| s,
-        )
-        .map_err(anyhow::Error::from)
-        .context("linking the host interface")?;
+        add_host_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking the host interface")?;
         let pre = linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
@@ -76,6 +73,14 @@ impl WorkflowEngine {
 
     /// Compiles a script to QuickJS bytecode in a fresh engine instance.
     pub fn compile_bytecode(&self, script: &Script) -> Result<Vec<u8>, RunError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| RunError::Internal(anyhow::Error::new(e).context("starting tokio")))?;
+        rt.block_on(self.compile_bytecode_async(script))
+    }
+
+    /// [`WorkflowEngine::compile_bytecode`] on the caller's runtime.
+    pub async fn compile_bytecode_async(&self, script: &Script) -> Result<Vec<u8>, RunError> {
         let limits = crate::limits::Limits::default();
         let mut store = Store::new(
             &self.engine,
@@ -90,11 +95,13 @@ impl WorkflowEngine {
             .map_err(|e| internal(e, "setting fuel"))?;
         let instance = self
             .pre
-            .instantiate(&mut store)
+            .instantiate_async(&mut store)
+            .await
             .map_err(|e| internal(e, "instantiating the engine"))?;
         instance
             .wasmflow_workflow_compiler()
             .call_compile(&mut store, &script.wrapped, &script.filename)
+            .await
             .map_err(|e| internal(e, "compiling the script"))?
             .map_err(|e| RunError::Script(crate::driver::script_failure(e, &script.filename)))
     }
@@ -104,6 +111,16 @@ impl WorkflowEngine {
     pub fn compile_module(&self, bytes: &[u8]) -> Result<Component> {
         load_cached(&self.engine, bytes, "module", self.cache.as_deref()).map(|(c, _)| c)
     }
+}
+
+/// `types` and `host` from bindgen; `wait.await-next` by hand, because it
+/// suspends on the driver (see driver::add_wait_to_linker).
+fn add_host_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use crate::bindings::wasmflow::workflow::{host, types};
+    use wasmtime::component::HasSelf;
+    types::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    host::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    crate::driver::add_wait_to_linker(linker)
 }
 
 fn engine_config() -> wasmtime::Config {

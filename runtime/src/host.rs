@@ -145,6 +145,9 @@ pub struct HostState {
     log_window: std::time::Instant,
     logs_in_window: u32,
     logs_dropped: u64,
+    /// The run, while the blocking driver's `runner.run` is in the guest
+    /// (driver::add_wait_to_linker).
+    pub(crate) parked: Option<Box<dyn std::any::Any + Send>>,
 }
 
 /// How an agent's model is chosen.
@@ -256,6 +259,7 @@ impl HostState {
             log_window: std::time::Instant::now(),
             logs_in_window: 0,
             logs_dropped: 0,
+            parked: None,
         }
     }
 
@@ -294,16 +298,6 @@ impl HostState {
 }
 
 impl types::Host for HostState {}
-
-/// The poll driver never calls `await-next`; a guest that does (through
-/// `runner.run`) on a host that polls gets a trap naming the mistake.
-impl crate::bindings::wasmflow::workflow::wait::Host for HostState {
-    fn await_next(&mut self) -> wasmtime::Result<Vec<crate::bindings::Event>> {
-        Err(wasmtime::Error::msg(
-            "the guest called wait.await-next, but this host drives it with the poll driver (driver.start/deliver); use the blocking driver to call runner.run",
-        ))
-    }
-}
 
 impl host::Host for HostState {
     fn spawn(&mut self, request: types::AgentRequest) -> Result<u64, SpawnError> {

@@ -45,7 +45,8 @@ pub mod script;
 pub mod summary;
 
 pub use driver::{
-    Program, RunConfig, RunOutcome, run_async, run_program, run_program_async, run_script,
+    DriverKind, Program, RunConfig, RunOutcome, run_async, run_program, run_program_async,
+    run_script,
 };
 pub use engine::WorkflowEngine;
 pub use error::{InputError, RunError};

@@ -152,6 +152,11 @@ pub struct RunArgs {
     /// (0: never).
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub circuit_breaker: u32,
+    /// How the guest is driven: `poll` (driver.start/deliver, the default)
+    /// or `blocking` (runner.run, suspended in wait.await-next). Results are
+    /// the same; the choice exists to test both.
+    #[arg(long, value_name = "KIND", default_value = "poll", value_parser = parse_driver)]
+    pub driver: wasmflow::DriverKind,
     /// Unknown agent() options and meta keys are errors, not warnings.
     #[arg(long)]
     pub strict: bool,
@@ -193,6 +198,14 @@ pub fn parse_run(argv: Vec<String>) -> Result<RunArgs, clap::Error> {
             clap::error::ErrorKind::InvalidSubcommand,
             "expected `run`",
         )),
+    }
+}
+
+fn parse_driver(text: &str) -> Result<wasmflow::DriverKind, String> {
+    match text {
+        "poll" => Ok(wasmflow::DriverKind::Poll),
+        "blocking" => Ok(wasmflow::DriverKind::Blocking),
+        _ => Err(format!("`{text}` is not a driver: poll or blocking")),
     }
 }
 

@@ -235,6 +235,7 @@ fn prepare_and_run(args: RunArgs, record: &mut Option<RunRecord>) -> Result<Outc
         default_model,
         max_cost: args.max_cost,
         circuit_breaker: args.circuit_breaker,
+        driver: args.driver,
         pause_on_signal: durability.is_some(),
         durability,
     };

@@ -165,6 +165,9 @@ pub fn to_flags(args: &RunArgs) -> Vec<String> {
     if let Some(c) = args.max_cost {
         push("--max-cost", c.to_string());
     }
+    if args.driver == wasmflow::DriverKind::Blocking {
+        push("--driver", "blocking".into());
+    }
     if args.circuit_breaker != 3 {
         push("--circuit-breaker", args.circuit_breaker.to_string());
     }

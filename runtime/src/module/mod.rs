@@ -7,7 +7,7 @@ use std::path::Path;
 
 use wasmtime::component::InstancePre;
 
-use crate::bindings::exports::wasmflow::workflow::driver;
+use crate::bindings::exports::wasmflow::workflow::{driver, runner};
 use crate::check::CheckOptions;
 use crate::engine::WorkflowEngine;
 use crate::error::RunError;
@@ -77,6 +77,8 @@ pub struct WorkflowModule {
     pub info: ModuleInfo,
     pub(crate) pre: InstancePre<HostState>,
     pub(crate) driver: driver::GuestIndices,
+    /// The blocking driver, when the module exports it.
+    pub(crate) runner: Option<runner::GuestIndices>,
 }
 
 impl WorkflowModule {
@@ -120,11 +122,13 @@ impl WorkflowModule {
             .map_err(|e| refused(ModuleError::Link(format!("{e:#}"))))?;
         let driver = driver::GuestIndices::new(&pre)
             .map_err(|e| refused(ModuleError::Link(format!("{e:#}"))))?;
+        let runner = runner::GuestIndices::new(&pre).ok();
         Ok(WorkflowModule {
             script,
             info,
             pre,
             driver,
+            runner,
         })
     }
 }
