@@ -89,7 +89,16 @@ fn contains(actual: &Value, expected: &Value) -> bool {
     }
 }
 
-fn check(case: &Case) -> Result<(), String> {
+/// How a case runs: the script as it is (poll driver), the script under
+/// the blocking driver, or compiled with `wasmflow build` first.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    Script,
+    Blocking,
+    Module,
+}
+
+fn check(case: &Case, mode: Mode) -> Result<(), String> {
     let dir = temp_dir(&case.name);
     std::fs::write(dir.join("flow.js"), &case.source).unwrap();
     for (name, source) in &case.files {
@@ -108,16 +117,49 @@ fn check(case: &Case) -> Result<(), String> {
         args.extend(["--sim-rules".into(), "rules.json".into()]);
     }
     args.extend(case.flags.iter().cloned());
-    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = run_in(&dir, "flow.js", &arg_refs);
     let e = &case.expect;
+    let exit = e.get("exit").and_then(Value::as_i64).unwrap_or(0) as i32;
+    let mut target = "flow.js";
+    match mode {
+        Mode::Script => {}
+        Mode::Blocking => args.extend(["--driver".into(), "blocking".into()]),
+        Mode::Module => {
+            let strict = case.flags.iter().any(|f| f == "--strict");
+            let mut build = crate::support::wasmflow();
+            build.current_dir(&dir).env("HOME", &dir).args([
+                "build",
+                "flow.js",
+                "-o",
+                "flow.wasm",
+                "--quiet",
+            ]);
+            if strict {
+                build.arg("--strict");
+            }
+            let built = build.output().unwrap();
+            let code = built.status.code().unwrap_or(-1);
+            if code != 0 {
+                // What the static checks refuse, build refuses the same way.
+                return if code == exit {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "build exited {code} (run expects {exit}): {}",
+                        String::from_utf8_lossy(&built.stderr)
+                    ))
+                };
+            }
+            target = "flow.wasm";
+        }
+    }
+    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_in(&dir, target, &arg_refs);
     let fail = |what: String| {
         Err(format!(
             "{what}\nstdout:\n{}\nstderr:\n{}",
             out.stdout, out.stderr
         ))
     };
-    let exit = e.get("exit").and_then(Value::as_i64).unwrap_or(0) as i32;
     if out.code != exit {
         return fail(format!("exit {} (expected {exit})", out.code));
     }
@@ -202,6 +244,24 @@ fn check(case: &Case) -> Result<(), String> {
 
 #[test]
 fn conformance_suite() {
+    run_suite(Mode::Script);
+}
+
+/// The blocking driver (`runner.run` on `await-next`) gives what the poll
+/// driver gives, script by script.
+#[test]
+fn conformance_suite_blocking_driver() {
+    run_suite(Mode::Blocking);
+}
+
+/// Every script compiled with `wasmflow build` and run as a component
+/// behaves as the script does (static checks refused at build time).
+#[test]
+fn conformance_suite_compiled_modules() {
+    run_suite(Mode::Module);
+}
+
+fn run_suite(mode: Mode) {
     let cases = cases();
     assert!(
         cases.len() >= 30,
@@ -215,7 +275,11 @@ fn conformance_suite() {
                 s.spawn(move || {
                     chunk
                         .iter()
-                        .filter_map(|c| check(c).err().map(|e| format!("== {}: {e}", c.name)))
+                        .filter_map(|c| {
+                            check(c, mode)
+                                .err()
+                                .map(|e| format!("== {} ({mode:?}): {e}", c.name))
+                        })
                         .collect::<Vec<_>>()
                 })
             })

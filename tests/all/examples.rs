@@ -34,14 +34,46 @@ fn every_example_matches_its_golden_file() {
         );
         let expected: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&expected_path).unwrap()).unwrap();
-        let dir = temp_dir(&name);
         let script = ex.join(format!("{name}.js"));
+        // The script, the script under the blocking driver, and the
+        // compiled component under both drivers.
+        let built = temp_dir(&format!("{name}-wasm")).join(format!("{name}.wasm"));
+        let build = crate::support::wasmflow()
+            .args(["build", "--quiet", "-o"])
+            .arg(&built)
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(build.status.success(), "{name}: build: {build:?}");
+        for (target, driver) in [
+            (&script, "poll"),
+            (&script, "blocking"),
+            (&built, "poll"),
+            (&built, "blocking"),
+        ] {
+            let name = format!("{name} ({}, {driver})", target.display());
+            check_example(&name, target, driver, &rules, &expected);
+        }
+    }
+}
+
+fn check_example(
+    name: &str,
+    target: &std::path::Path,
+    driver: &str,
+    rules: &std::path::Path,
+    expected: &serde_json::Value,
+) {
+    {
+        let dir = temp_dir("example");
         let out = run_in(
             &dir,
-            script.to_str().unwrap(),
+            target.to_str().unwrap(),
             &[
                 "--quiet",
                 "--json",
+                "--driver",
+                driver,
                 "--sim-rules",
                 rules.to_str().unwrap(),
                 "--sim-trace",

@@ -15,6 +15,7 @@ mod examples;
 mod exec_backend;
 mod http_backends;
 mod limits;
+mod modules;
 mod properties;
 mod routing;
 mod script_results;
