@@ -61,6 +61,8 @@ pub struct RunConfig {
     pub pause_on_signal: bool,
     /// Poll (`driver`) or blocking (`runner`); results are the same.
     pub driver: DriverKind,
+    /// Keep every agent result as the guest got it (`Stats::recorded`).
+    pub record: bool,
 }
 
 /// A run's journal, and what a resume hands back from it.
@@ -95,6 +97,7 @@ impl RunConfig {
             durability: None,
             pause_on_signal: false,
             driver: DriverKind::Poll,
+            record: false,
         }
     }
 }
@@ -283,6 +286,7 @@ pub async fn run_program_async(
         stop_poll,
         deadline: tokio::time::Instant::now() + config.limits.wall_clock,
         abort: None,
+        recorder: config.record.then(crate::record::Recorder::default),
     };
     let options = bindings::RunOptions {
         budget_total: config.budget,
@@ -323,6 +327,9 @@ pub async fn run_program_async(
     }
     run.stats.agents.spawned = run.store.data().spawned;
     run.stats.peak_concurrency = run.scheduler.peak;
+    if let Some(r) = run.recorder.take() {
+        run.stats.recorded = r.agents;
+    }
     let stats = std::mem::take(&mut run.stats);
     let events = std::mem::replace(&mut run.store.data_mut().events, EventSink::silent());
     RunOutcome {
@@ -432,6 +439,7 @@ struct Run<S> {
     deadline: tokio::time::Instant,
     /// Why `await-next` stopped the run (the guest then traps).
     abort: Option<RunError>,
+    recorder: Option<crate::record::Recorder>,
 }
 
 impl<S> Run<S> {
@@ -454,6 +462,7 @@ impl<S> Run<S> {
             stop_poll,
             deadline,
             abort,
+            recorder,
         } = self;
         (
             Run {
@@ -473,6 +482,7 @@ impl<S> Run<S> {
                 stop_poll,
                 deadline,
                 abort,
+                recorder,
             },
             old,
         )
@@ -741,6 +751,9 @@ impl<S: StoreAccess> Run<S> {
             )));
         }
         let events = self.wait(self.deadline).await?;
+        if let Some(r) = self.recorder.as_mut() {
+            r.delivered(&events);
+        }
         self.refuel()?;
         Ok(events)
     }
@@ -756,6 +769,9 @@ impl<S: StoreAccess> Run<S> {
     fn act_on_slice(&mut self) {
         let data = self.store.host();
         for request in data.new_agents.drain(..) {
+            if let Some(r) = self.recorder.as_mut() {
+                r.spawned(request.id, &request.prompt);
+            }
             if let Some(j) = self.journal.as_mut() {
                 let content = crate::journal::content_of(
                     &request.prompt,

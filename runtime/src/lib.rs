@@ -37,6 +37,7 @@ pub mod key;
 pub mod limits;
 pub mod module;
 pub mod options;
+pub mod record;
 pub mod run_dir;
 pub mod saved;
 pub mod scheduler;

@@ -137,6 +137,10 @@ pub struct Stats {
     pub from_journal: CostLine,
     /// Agents run in this session.
     pub live: CostLine,
+    /// With `RunConfig::record`: every agent result in the order the guest
+    /// got it (`--record`), for other hosts to replay.
+    #[serde(skip)]
+    pub recorded: Vec<crate::record::RecordedAgent>,
 }
 
 /// The error part of a summary.

@@ -157,6 +157,10 @@ pub struct RunArgs {
     /// the same; the choice exists to test both.
     #[arg(long, value_name = "KIND", default_value = "poll", value_parser = parse_driver)]
     pub driver: wasmflow::DriverKind,
+    /// Write every agent result, in the order the script got it, to FILE
+    /// (JSON): the table tests/embed hosts replay.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
     /// Unknown agent() options and meta keys are errors, not warnings.
     #[arg(long)]
     pub strict: bool,

@@ -223,6 +223,7 @@ fn prepare_and_run(args: RunArgs, record: &mut Option<RunRecord>) -> Result<Outc
         },
     };
     let durability = open_run_dir(&args, &cwd, &script, &args_json, record)?;
+    let recorded_args: Value = serde_json::from_str(&args_json).unwrap_or(Value::Null);
     let config = RunConfig {
         limits,
         args_json,
@@ -236,6 +237,7 @@ fn prepare_and_run(args: RunArgs, record: &mut Option<RunRecord>) -> Result<Outc
         max_cost: args.max_cost,
         circuit_breaker: args.circuit_breaker,
         driver: args.driver,
+        record: args.record.is_some(),
         pause_on_signal: durability.is_some(),
         durability,
     };
@@ -274,6 +276,21 @@ fn prepare_and_run(args: RunArgs, record: &mut Option<RunRecord>) -> Result<Outc
         events.note(&format!("  failed: {}: {}", f.label, f.reason));
     }
     events.run_finished(status);
+    if let Some(path) = &args.record {
+        let recording = wasmflow::record::Recording {
+            format: 1,
+            args: recorded_args,
+            budget: args.budget,
+            agents: outcome.stats.recorded.clone(),
+            result: outcome.result.as_ref().cloned().unwrap_or(Value::Null),
+        };
+        let text = serde_json::to_string_pretty(&recording).unwrap_or_default();
+        std::fs::write(path, text).map_err(|e| InputError::Output {
+            what: "the recording",
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+    }
     Ok((outcome.result, outcome.stats))
 }
 
