@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // generated from wit/workflow.wit
 //! Host bindings generated from `wit/workflow.wit`.
 
 wasmtime::component::bindgen!({

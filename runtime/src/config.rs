@@ -15,11 +15,15 @@ use crate::error::InputError;
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
+    /// USD per million input tokens.
     pub input: f64,
+    /// USD per million output tokens.
     pub output: f64,
     #[serde(default)]
+    /// USD per million cache-read tokens.
     pub cache_read: f64,
     #[serde(default)]
+    /// USD per million cache-write tokens.
     pub cache_write: f64,
 }
 
@@ -82,7 +86,9 @@ pub const BUILTIN_MODELS: &[(&str, &str, Price)] = &[
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum ModelSpec {
+    /// A model id on the run's backend.
     Id(String),
+    /// A model on a named backend.
     Routed(RoutedModel),
 }
 
@@ -90,13 +96,16 @@ pub enum ModelSpec {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoutedModel {
+    /// The model id.
     pub id: String,
+    /// The backend it runs on.
     pub backend: Option<String>,
 }
 
 /// Where an alias leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelRoute {
+    /// The model id the alias stands for.
     pub id: String,
     /// `None`: the run's default backend.
     pub backend: Option<String>,
@@ -108,7 +117,9 @@ pub struct ModelRoute {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSection {
+    /// The API base URL.
     pub base_url: Option<String>,
+    /// The environment variable that holds the key.
     pub api_key_env: Option<String>,
     /// `max_tokens` of each request (anthropic; default 16384).
     pub max_tokens: Option<u32>,
@@ -138,7 +149,9 @@ pub struct Config {
     pub exec: Option<String>,
     /// Model for agents that pick none and whose phase names none.
     pub default_model: Option<String>,
+    /// Default `--concurrency`.
     pub concurrency: Option<usize>,
+    /// Default `--max-agents`.
     pub max_agents: Option<u64>,
     /// e.g. "30m".
     pub agent_timeout: Option<String>,
@@ -156,10 +169,13 @@ pub struct Config {
     #[serde(default)]
     pub prices: BTreeMap<String, Price>,
     #[serde(default)]
+    /// `[anthropic]` settings.
     pub anthropic: HttpSection,
     #[serde(default)]
+    /// `[openai]` settings.
     pub openai: HttpSection,
     #[serde(default)]
+    /// `[claude]` settings.
     pub claude: ClaudeSection,
 }
 
@@ -187,6 +203,7 @@ impl Config {
         Ok((config, files))
     }
 
+    /// Reads one config file; unknown keys are errors naming it.
     pub fn read(path: &Path) -> Result<Config, InputError> {
         let bad = |reason: String| InputError::Config {
             path: path.to_path_buf(),

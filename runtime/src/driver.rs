@@ -33,9 +33,11 @@ use crate::summary::{AgentCost, AgentNote, Failure, Stats};
 
 /// What a run needs besides the script.
 pub struct RunConfig {
+    /// Caps and bounds.
     pub limits: Limits,
     /// The value the script sees as `args`, as JSON text.
     pub args_json: String,
+    /// What runs the agents.
     pub backend: Arc<dyn AgentBackend>,
     /// `budget.total`, in output tokens.
     pub budget: Option<u64>,
@@ -67,6 +69,7 @@ pub struct RunConfig {
 
 /// A run's journal, and what a resume hands back from it.
 pub struct Durability {
+    /// The run directory.
     pub dir: Arc<RunDir>,
     /// Results of earlier sessions.
     pub replay: Replay,
@@ -104,7 +107,9 @@ impl RunConfig {
 
 /// How a run ended, with its accounting.
 pub struct RunOutcome {
+    /// The script's result, or why there is none.
     pub result: Result<Value, RunError>,
+    /// Accounting.
     pub stats: Stats,
     /// Events sink, handed back so the caller can close it.
     pub events: EventSink,

@@ -32,7 +32,9 @@ pub struct WorkflowEngine {
 /// How the compiled engine was obtained (for diagnostics and benchmarks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineSource {
+    /// Deserialised from the disk cache.
     DiskCache,
+    /// Compiled now.
     Compiled,
 }
 

@@ -23,37 +23,86 @@ pub mod exit {
 /// Input the user gave us that we cannot use.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
+    /// The script file cannot be read.
     #[error("cannot read the script {path}: {reason}")]
-    ReadScript { path: PathBuf, reason: String },
+    ReadScript {
+        /// The script's path.
+        path: PathBuf,
+        /// What the OS said.
+        reason: String,
+    },
+    /// The script is over the contract's size limit.
     #[error(
         "the script {path} is {size} bytes; scripts may be at most {} bytes (512 KiB): move data into args or agent prompts",
         crate::script::MAX_SCRIPT_BYTES
     )]
-    ScriptTooLarge { path: PathBuf, size: usize },
+    ScriptTooLarge {
+        /// The script's path.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: usize,
+    },
+    /// The script is not UTF-8.
     #[error(
         "the script {path} is not UTF-8 text (invalid byte at offset {byte}, line {line}): save it as UTF-8"
     )]
     NotUtf8 {
+        /// The script's path.
         path: PathBuf,
+        /// Line of the first invalid byte (from 1).
         line: usize,
+        /// Offset of the first invalid byte.
         byte: usize,
     },
+    /// `--args` is not JSON.
     #[error("--args is not valid JSON ({reason}); quote a plain string as '\"text\"'")]
-    ArgsJson { reason: String },
-    #[error("cannot read --args-file {path}: {reason}")]
-    ArgsFile { path: PathBuf, reason: String },
-    #[error("--args-file {path} is not valid JSON: {reason}")]
-    ArgsFileJson { path: PathBuf, reason: String },
-    #[error("config {path}: {reason}")]
-    Config { path: PathBuf, reason: String },
-    #[error("sim rules {path}: {reason}")]
-    SimRules { path: PathBuf, reason: String },
-    #[error("cannot write {what} {path}: {reason}")]
-    Output {
-        what: &'static str,
-        path: PathBuf,
+    ArgsJson {
+        /// The parser's message.
         reason: String,
     },
+    /// `--args-file` cannot be read.
+    #[error("cannot read --args-file {path}: {reason}")]
+    ArgsFile {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        reason: String,
+    },
+    /// `--args-file` is not JSON.
+    #[error("--args-file {path} is not valid JSON: {reason}")]
+    ArgsFileJson {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        reason: String,
+    },
+    /// A config file is unreadable or wrong.
+    #[error("config {path}: {reason}")]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        reason: String,
+    },
+    /// A sim rules file is unreadable or wrong.
+    #[error("sim rules {path}: {reason}")]
+    SimRules {
+        /// The rules file.
+        path: PathBuf,
+        /// What is wrong, naming the rule.
+        reason: String,
+    },
+    /// An output file cannot be written.
+    #[error("cannot write {what} {path}: {reason}")]
+    Output {
+        /// What the file is for (`the events file`, ...).
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        reason: String,
+    },
+    /// Anything else, with a message that names the input and the fix.
     #[error("{0}")]
     Invalid(String),
 }
@@ -63,7 +112,9 @@ pub enum InputError {
 pub struct ScriptFailure {
     /// Error class (`TypeError`, `SyntaxError`, `Deadlock`, ...).
     pub name: String,
+    /// The error message.
     pub message: String,
+    /// The JavaScript stack, `at f (flow.js:40:5)` style.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stack: Option<String>,
     /// Line in the user's script, when the stack names it.
@@ -85,8 +136,11 @@ impl std::fmt::Display for ScriptFailure {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitKind {
+    /// A slice of script code used its whole fuel (`--cpu-limit`).
     Cpu,
+    /// The guest reached `--memory-limit`.
     Memory,
+    /// The run reached `--timeout`.
     WallClock,
     /// Consecutive quota or auth failures: the backend cannot serve agents.
     CircuitBreaker,
@@ -97,17 +151,29 @@ pub enum LimitKind {
 /// Why a run did not produce a result.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// Bad input from the user (exit 2).
     #[error(transparent)]
     Input(#[from] InputError),
+    /// The script threw, did not compile, or deadlocked (exit 1).
     #[error("script failed: {0}")]
     Script(ScriptFailure),
+    /// A limit ended the run (exit 3).
     #[error("{message}")]
-    Limit { kind: LimitKind, message: String },
+    Limit {
+        /// Which limit.
+        kind: LimitKind,
+        /// What happened and which flag raises the limit.
+        message: String,
+    },
+    /// wasmflow itself failed: a bug or a broken install (exit 70).
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
     /// Ctrl-C or `wasmflow stop`: finished agents are journaled.
     #[error("{message}")]
-    Paused { message: String },
+    Paused {
+        /// How to resume.
+        message: String,
+    },
 }
 
 impl RunError {

@@ -13,9 +13,13 @@ use crate::backend::Usage;
 /// Severity of a script's log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
+    /// `debug`.
     Debug,
+    /// `info`.
     Info,
+    /// `warn`.
     Warn,
+    /// `error`.
     Error,
 }
 
@@ -33,21 +37,30 @@ impl Level {
 /// Counters printed with each progress line.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Counts {
+    /// Agents running.
     pub running: usize,
+    /// Agents waiting for a slot.
     pub queued: usize,
+    /// Agents done.
     pub done: u64,
+    /// Agents failed.
     pub failed: u64,
 }
 
 /// One ended agent, as progress shows it.
 #[derive(Debug, Clone, Copy)]
 pub struct AgentEnded<'a> {
+    /// The agent's id.
     pub id: u64,
+    /// Its label.
     pub label: &'a str,
+    /// Its phase.
     pub phase: Option<&'a str>,
+    /// Its model alias.
     pub model: Option<&'a str>,
     /// Why it failed; `None` for an answer.
     pub failure: Option<&'a str>,
+    /// Tokens it used.
     pub usage: Usage,
     /// `None`: the model has no price.
     pub usd: Option<f64>,
@@ -113,6 +126,7 @@ impl EventSink {
         self.file.is_some()
     }
 
+    /// The script entered a phase.
     pub fn phase(&mut self, title: &str) {
         if self.progress {
             eprintln!("wasmflow: ▸ phase {title}");
@@ -120,6 +134,7 @@ impl EventSink {
         self.write(json!({"type": "phase", "title": title}));
     }
 
+    /// A `log()` or `console.*` line.
     pub fn log(&mut self, level: Level, message: &str) {
         if self.progress || level >= Level::Warn {
             match level {
@@ -130,6 +145,7 @@ impl EventSink {
         self.write(json!({"type": "log", "level": level.as_str(), "message": message}));
     }
 
+    /// An agent waits for a free slot.
     pub fn agent_queued(&mut self, id: u64, label: &str, phase: Option<&str>) {
         if self.file.is_none() {
             return;
@@ -137,6 +153,7 @@ impl EventSink {
         self.write(json!({"type": "agent_queued", "id": id, "label": label, "phase": phase}));
     }
 
+    /// An agent started.
     pub fn agent_started(&mut self, id: u64, label: &str, phase: Option<&str>) {
         if self.file.is_none() {
             return;
@@ -144,6 +161,7 @@ impl EventSink {
         self.write(json!({"type": "agent_started", "id": id, "label": label, "phase": phase}));
     }
 
+    /// An agent ended.
     pub fn agent_finished(&mut self, a: AgentEnded<'_>, counts: Counts) {
         let AgentEnded {
             id,
@@ -205,12 +223,14 @@ impl EventSink {
         self.write(event);
     }
 
+    /// A line for the user (stderr only).
     pub fn note(&mut self, message: &str) {
         if self.progress {
             eprintln!("wasmflow: {message}");
         }
     }
 
+    /// The run ended with `status`.
     pub fn run_finished(&mut self, status: &str) {
         self.write(json!({"type": "run_finished", "status": status}));
         if let Some(f) = self.file.as_mut()

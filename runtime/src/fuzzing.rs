@@ -24,24 +24,39 @@ use crate::{Limits, RunConfig, RunError, Script, WorkflowEngine, run_script};
 pub enum HostOp {
     /// Raw spawn: any prompt, any options text.
     Spawn {
+        /// The prompt.
         prompt: String,
+        /// The options, as JSON text (may be invalid).
         options_json: String,
+        /// The phase.
         phase: Option<String>,
+        /// The queue priority.
         priority: u32,
     },
     /// A spawn with well-formed options, to get past parsing.
     SpawnShaped {
+        /// The prompt.
         prompt: String,
+        /// `opts.label`.
         label: Option<String>,
+        /// `opts.model`.
         model: Option<String>,
+        /// Which schema, if any.
         schema: Option<u8>,
+        /// Add an option the host does not know.
         unknown_option: bool,
     },
+    /// `host.report`.
     Report(String),
+    /// `host.log` with a level byte.
     Log(u8, String),
+    /// `host.phase`.
     Phase(String),
+    /// `host.set-timer`.
     SetTimer(u32),
+    /// `host.clear-timer` (ids may not exist).
     ClearTimer(u64),
+    /// `host.load-workflow`.
     LoadWorkflow(String),
     /// The driver takes the slice's spawns and timers.
     Drain,
@@ -188,24 +203,33 @@ fn check_spawn(
 /// What a fake agent answers in the round trip.
 #[derive(Debug, Clone, Arbitrary)]
 pub enum Outcome {
+    /// A text answer.
     Text(String),
     /// JSON built from arbitrary data (strings, numbers, nesting).
     Json(ArbJson),
+    /// A terminal failure.
     Fail(String),
 }
 
 /// A JSON value from arbitrary bytes (finite numbers only: JSON has no NaN).
 #[derive(Debug, Clone, Arbitrary)]
 pub enum ArbJson {
+    /// `null`.
     Null,
+    /// A boolean.
     Bool(bool),
+    /// A number.
     Int(i32),
+    /// A string.
     Str(String),
+    /// An array.
     List(Vec<ArbJson>),
+    /// An object.
     Object(Vec<(String, ArbJson)>),
 }
 
 impl ArbJson {
+    /// As a JSON value.
     pub fn to_value(&self) -> Value {
         match self {
             ArbJson::Null => Value::Null,
@@ -344,19 +368,30 @@ pub fn script(engine: &WorkflowEngine, source: &str) {
 /// reaches agent calls, combinators and timers, not only syntax errors.
 #[derive(Debug, Arbitrary)]
 pub enum Stmt {
+    /// `agent(prompt)`.
     Agent(String),
+    /// `parallel()` of N agents.
     Parallel(u8),
+    /// `pipeline()` of N items over M stages.
     Pipeline(u8, u8),
+    /// `phase(title)`.
     Phase(String),
+    /// `log(text)`.
     Log(String),
+    /// `setTimeout` of N ms.
     Timer(u16),
+    /// `throw new Error(text)`.
     Throw(String),
+    /// A loop of N rounds.
     Loop(u8, Box<Stmt>),
+    /// `try { … } catch {}`.
     TryCatch(Box<Stmt>),
+    /// Read `budget`.
     Budget,
 }
 
 impl Stmt {
+    /// Appends the statement as JavaScript.
     pub fn render(&self, out: &mut String, depth: usize) {
         let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "''".into());
         match self {

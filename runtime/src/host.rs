@@ -24,6 +24,7 @@ pub struct ChildLoader {
     pub base_dir: PathBuf,
     /// Saved workflows, in lookup order.
     pub saved: Vec<SearchDir>,
+    /// Static checks for children.
     pub check: CheckOptions,
 }
 
@@ -81,7 +82,9 @@ impl ChildLoader {
 /// Guest memory bound; remembers whether the script ran into it, so the
 /// error that follows can say so.
 pub struct MemoryLimiter {
+    /// Most bytes the guest may have.
     pub max_bytes: usize,
+    /// The guest asked for more.
     pub hit: bool,
 }
 
@@ -111,13 +114,25 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 
 /// A timer request from the guest's last slice.
 pub enum TimerOp {
-    Set { id: u64, delay_ms: u32 },
-    Clear { id: u64 },
+    /// `set-timer`.
+    Set {
+        /// The timer's id.
+        id: u64,
+        /// When it fires.
+        delay_ms: u32,
+    },
+    /// `clear-timer`.
+    Clear {
+        /// The timer's id.
+        id: u64,
+    },
 }
 
 /// The store's data: one per run.
 pub struct HostState {
+    /// Bounds guest memory.
     pub limiter: MemoryLimiter,
+    /// Progress and events.
     pub events: EventSink,
     max_agents: u64,
     /// Agents spawned so far (ids are 1..=spawned).
@@ -125,20 +140,25 @@ pub struct HostState {
     next_timer: u64,
     /// Spawned during the current slice, in call order.
     pub new_agents: Vec<AgentRequest>,
+    /// Timers set or cleared during the current slice.
     pub timer_ops: Vec<TimerOp>,
     /// The result the script reported, as JSON text.
     pub report: Option<String>,
+    /// The phase of the last `phase()` call.
     pub current_phase: Option<String>,
     /// Unknown `agent()` options are errors instead of warnings.
     pub strict: bool,
     warned_options: HashSet<String>,
     schemas: SchemaCache,
+    /// Resolves `workflow()`.
     pub children: ChildLoader,
+    /// Model routing.
     pub routing: Routing,
     /// `--max-cost`, USD: no new agents once `spent_usd` reaches it.
     pub max_cost: Option<f64>,
     /// USD of every priced agent that has ended (kept by the driver).
     pub spent_usd: f64,
+    /// Size bounds of what crosses the boundary.
     pub sizes: crate::limits::Sizes,
     /// Set when the reported result was over `sizes.result`.
     pub oversized_report: Option<usize>,
@@ -153,6 +173,7 @@ pub struct HostState {
 /// How an agent's model is chosen.
 #[derive(Debug, Clone, Default)]
 pub struct Routing {
+    /// Aliases and prices.
     pub config: std::sync::Arc<crate::config::Config>,
     /// The default model alias (`--model`, else `default_model`).
     pub default_model: Option<String>,
@@ -233,6 +254,7 @@ impl Routing {
 }
 
 impl HostState {
+    /// Host state for one run.
     pub fn new(events: EventSink, max_agents: u64, memory_bytes: usize) -> HostState {
         HostState {
             limiter: MemoryLimiter {

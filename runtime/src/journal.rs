@@ -22,34 +22,59 @@ use crate::backend::{AgentOutput, Usage};
     rename_all_fields = "camelCase"
 )]
 pub enum Record {
+    /// An agent started live.
     Started {
+        /// Its journal key (content and occurrence).
         key: String,
+        /// Its id in that session.
         agent_id: u64,
+        /// Its label.
         label: String,
+        /// Its phase.
         phase: Option<String>,
+        /// Its model alias.
         model: Option<String>,
+        /// When (ms since the epoch).
         ts: u64,
     },
+    /// An agent ended with an answer.
     Result {
+        /// Its journal key.
         key: String,
+        /// Its id in that session.
         agent_id: u64,
+        /// Its label.
         label: String,
+        /// Its phase.
         phase: Option<String>,
+        /// Its model alias.
         model: Option<String>,
         /// `text` or `json`.
         kind: String,
+        /// The answer (a string, or a JSON value).
         output: Value,
+        /// Tokens over all tries.
         usage: Usage,
+        /// USD, when priced.
         usd: Option<f64>,
+        /// How long it ran.
         duration_ms: u64,
+        /// When it ended.
         ts: u64,
     },
+    /// An agent failed terminally (run again on resume).
     Failed {
+        /// Its journal key.
         key: String,
+        /// Its id in that session.
         agent_id: u64,
+        /// Its label.
         label: String,
+        /// Why it failed.
         error: String,
+        /// Tokens used.
         usage: Usage,
+        /// When it ended.
         ts: u64,
     },
 }
@@ -79,6 +104,7 @@ pub fn content_of(prompt: &str, options: &Map<String, Value>, model: Option<&str
     crate::key::content_key(prompt, &opts)
 }
 
+/// The key of the `occurrence`-th call with this content.
 pub fn key_of(content: &str, occurrence: u32) -> String {
     format!("wf1:{content}:{occurrence}")
 }
@@ -86,6 +112,7 @@ pub fn key_of(content: &str, occurrence: u32) -> String {
 /// What reading a journal found.
 #[derive(Debug, Default)]
 pub struct ReadJournal {
+    /// The records that parsed, in file order.
     pub records: Vec<Record>,
     /// Lines that could not be read, with their line numbers.
     pub skipped: Vec<String>,
@@ -126,8 +153,11 @@ pub fn parse(text: &[u8]) -> ReadJournal {
 pub struct Cached {
     /// Its place in the original completion order.
     pub seq: usize,
+    /// The answer.
     pub output: AgentOutput,
+    /// Its tokens.
     pub usage: Usage,
+    /// Its cost.
     pub usd: Option<f64>,
 }
 
@@ -138,6 +168,7 @@ pub struct Replay {
 }
 
 impl Replay {
+    /// The answers a resume hands back, from a journal's records.
     pub fn from_records(records: &[Record]) -> Replay {
         let mut hits = HashMap::new();
         let mut seq = 0;
@@ -173,6 +204,7 @@ impl Replay {
         self.hits.len()
     }
 
+    /// No answers to hand back.
     pub fn is_empty(&self) -> bool {
         self.hits.is_empty()
     }

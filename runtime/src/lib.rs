@@ -21,6 +21,13 @@
 //! println!("{}", outcome.result?);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Compiled workflows (`wasmflow build`): [`build_module`] makes a
+//! component, [`WorkflowModule::load`] checks and loads one, and
+//! [`run_program`] runs either kind with [`Program`]; see
+//! `runtime/examples/embed.rs` and docs/embedding.md.
+
+#![deny(missing_docs)]
 
 pub mod backend;
 pub mod bindings;

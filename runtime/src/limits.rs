@@ -57,11 +57,15 @@ impl Default for Sizes {
 }
 
 impl Limits {
+    /// Agents running at once.
     pub const DEFAULT_CONCURRENCY: usize = 16;
+    /// Agents over a run's lifetime.
     pub const DEFAULT_MAX_AGENTS: u64 = 1_000;
     /// About 5 s of pure-JS CPU on this machine class (see docs/performance.md).
     pub const DEFAULT_FUEL_PER_SLICE: u64 = 10_000_000_000;
+    /// Guest memory.
     pub const DEFAULT_MEMORY_BYTES: usize = 512 << 20;
+    /// Wall clock of a run.
     pub const DEFAULT_WALL_CLOCK: Duration = Duration::from_secs(12 * 3600);
 }
 

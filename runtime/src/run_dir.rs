@@ -34,9 +34,11 @@ const STOP: &str = "stop";
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RunInfo {
+    /// The run id.
     pub id: String,
     /// `meta.name`, else the script's file stem.
     pub name: String,
+    /// The script (or component) it runs.
     pub script_path: PathBuf,
     /// SHA-256 of the script the last session ran.
     pub script_sha256: String,
@@ -49,7 +51,9 @@ pub struct RunInfo {
     pub status: String,
     /// The process of the session now running (for `stop` and `runs`).
     pub pid: u32,
+    /// Created (ms since the epoch).
     pub created_ms: u64,
+    /// Last updated.
     pub updated_ms: u64,
     /// Sessions that ran it (1, then one more per resume).
     pub sessions: u32,
@@ -59,6 +63,7 @@ pub struct RunInfo {
     pub summary: Option<Value>,
 }
 
+/// Milliseconds since the epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -142,7 +147,9 @@ fn private_file(append: bool) -> OpenOptions {
 
 /// An open run directory.
 pub struct RunDir {
+    /// The run id.
     pub id: String,
+    /// Where the directory is.
     pub path: PathBuf,
     dir: Dir,
 }
@@ -202,6 +209,7 @@ impl RunDir {
         sync_dir(&self.dir)
     }
 
+    /// Reads `run.json`.
     pub fn read_info(&self) -> Result<RunInfo, String> {
         let text = self
             .dir
@@ -264,10 +272,12 @@ impl RunDir {
         self.dir.write(STOP, b"")
     }
 
+    /// `wasmflow stop` asked for a pause.
     pub fn stop_requested(&self) -> bool {
         self.dir.exists(STOP)
     }
 
+    /// Removes a stale stop request.
     pub fn clear_stop(&self) {
         let _ = self.dir.remove_file(STOP);
     }
@@ -284,6 +294,7 @@ pub struct JournalWriter {
 }
 
 impl JournalWriter {
+    /// Queues a record; `commit` writes it.
     pub fn push(&mut self, record: &Record) {
         if serde_json::to_writer(&mut self.buffer, record).is_ok() {
             self.buffer.push(b'\n');

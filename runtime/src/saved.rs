@@ -9,11 +9,14 @@ use std::path::{Path, PathBuf};
 /// Where a directory of saved workflows comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
+    /// `.wasmflow/workflows` of the project.
     Project,
+    /// The user's directory.
     User,
 }
 
 impl Origin {
+    /// `project` or `user`.
     pub fn as_str(self) -> &'static str {
         match self {
             Origin::Project => "project",
@@ -25,7 +28,9 @@ impl Origin {
 /// A directory that may hold saved workflows, in lookup order.
 #[derive(Debug, Clone)]
 pub struct SearchDir {
+    /// The directory.
     pub path: PathBuf,
+    /// Project or user.
     pub origin: Origin,
 }
 
@@ -81,6 +86,7 @@ pub fn search_dirs(cwd: &Path, home: Option<&Path>) -> Vec<SearchDir> {
     dirs
 }
 
+/// `$HOME`.
 pub fn home_dir() -> Option<PathBuf> {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())

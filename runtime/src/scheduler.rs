@@ -27,18 +27,28 @@ pub enum AgentEnd {
     /// A terminal failure: `agent()` resolves `null`.
     Failed(AgentFailure),
     /// `agent()` throws this message (the schema was never met).
-    Thrown { message: String, usage: Usage },
+    Thrown {
+        /// The message `agent()` throws.
+        message: String,
+        /// Tokens over all tries.
+        usage: Usage,
+    },
 }
 
 /// Something the driver waits for.
 pub enum Wake {
+    /// An agent ended.
     Agent {
+        /// Its id.
         id: u64,
+        /// How.
         end: AgentEnd,
         /// What the backend said when it released the agent.
         notes: Vec<String>,
     },
+    /// A timer fired.
     Timer {
+        /// Its id.
         id: u64,
     },
 }
@@ -137,13 +147,18 @@ impl Ord for Queued {
 
 /// What the scheduler remembers of a started agent.
 pub struct Running {
+    /// Its label.
     pub label: String,
+    /// Its phase.
     pub phase: Option<String>,
+    /// Its model alias.
     pub model: Option<String>,
+    /// When it started.
     pub started: Instant,
     abort: AbortHandle,
 }
 
+/// Runs agents under the concurrency cap, highest priority first.
 pub struct Scheduler {
     backend: Arc<dyn AgentBackend>,
     concurrency: usize,
@@ -156,6 +171,7 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
+    /// A scheduler sending ends to `tx`.
     pub fn new(
         backend: Arc<dyn AgentBackend>,
         concurrency: usize,
@@ -183,6 +199,7 @@ impl Scheduler {
         self.queue.len() + self.running.len()
     }
 
+    /// Counts for progress lines.
     pub fn counts(&self, done: u64, failed: u64) -> Counts {
         Counts {
             running: self.running.len(),

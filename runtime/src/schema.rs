@@ -29,6 +29,7 @@ impl Retrieve for NoExternalRefs {
 /// A compiled schema, shareable across agents.
 #[derive(Clone)]
 pub struct Schema {
+    /// The schema as written.
     pub value: Arc<Value>,
     validator: Arc<Validator>,
 }
@@ -40,6 +41,7 @@ impl std::fmt::Debug for Schema {
 }
 
 impl Schema {
+    /// Compiles a schema; external `$ref`s are refused.
     pub fn compile(value: &Value) -> Result<Schema, String> {
         let validator = jsonschema::options()
             .with_retriever(NoExternalRefs)
@@ -76,6 +78,7 @@ pub struct SchemaCache {
 }
 
 impl SchemaCache {
+    /// The compiled schema for `value`, from the cache.
     pub fn get(&self, value: &Value) -> Result<Schema, String> {
         let key = value.to_string();
         if let Some(s) = self.compiled.lock().ok().and_then(|m| m.get(&key).cloned()) {

@@ -23,6 +23,7 @@ const CHILD_SUFFIX: &str = "\n})";
 /// A script read from disk, checked, and ready to compile.
 #[derive(Debug, Clone)]
 pub struct Script {
+    /// Where it was read from.
     pub path: PathBuf,
     /// The file name used in stack traces.
     pub filename: String,

@@ -9,6 +9,7 @@ use crate::backend::Usage;
 use crate::error::{LimitKind, RunError, ScriptFailure};
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+/// Agent counts of a run.
 pub struct AgentCounts {
     /// `agent()` calls the host accepted.
     pub spawned: u64,
@@ -22,19 +23,28 @@ pub struct AgentCounts {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// An agent that failed terminally.
 pub struct Failure {
+    /// The agent's id.
     pub id: u64,
+    /// Its label (`opts.label`, else a prompt excerpt).
     pub label: String,
+    /// Why it failed.
     pub reason: String,
 }
 
 /// Tokens and cost of a group of agents (one model, or one phase).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct CostLine {
+    /// Agents in the group.
     pub agents: u64,
+    /// Input tokens.
     pub input: u64,
+    /// Output tokens.
     pub output: u64,
+    /// Input tokens read from the provider's prompt cache.
     pub cache_read: u64,
+    /// Input tokens written to the provider's prompt cache.
     pub cache_write: u64,
     /// USD; `null` when any agent of the group has no price (never $0).
     pub usd: Option<f64>,
@@ -63,7 +73,9 @@ pub struct CostReport {
     pub total_usd: Option<f64>,
     /// Agents whose model has no price in the config.
     pub unpriced_agents: u64,
+    /// Tokens and cost by model alias.
     pub by_model: BTreeMap<String, CostLine>,
+    /// Tokens and cost by phase.
     pub by_phase: BTreeMap<String, CostLine>,
 }
 
@@ -99,14 +111,20 @@ impl CostReport {
 /// Tokens and cost of one agent (all its tries).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct AgentCost {
+    /// The agent's id.
     pub id: u64,
+    /// Its label.
     pub label: String,
+    /// Its phase.
     pub phase: Option<String>,
+    /// Its model alias.
     pub model: Option<String>,
     #[serde(flatten)]
+    /// Tokens over all its tries.
     pub usage: Usage,
     /// `null` when the model has no price.
     pub usd: Option<f64>,
+    /// It ended with an answer.
     pub ok: bool,
     /// From the journal of an earlier session.
     pub cached: bool,
@@ -115,18 +133,26 @@ pub struct AgentCost {
 /// Something a backend reported about an agent when it released it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct AgentNote {
+    /// The agent's id.
     pub id: u64,
+    /// Its label.
     pub label: String,
+    /// What the backend said (e.g. where a changed worktree was kept).
     pub note: String,
 }
 
 /// Accounting for one run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Stats {
+    /// Agent counts.
     pub agents: AgentCounts,
+    /// Every terminal failure.
     pub failures: Vec<Failure>,
+    /// Most agents running at once.
     pub peak_concurrency: usize,
+    /// Tokens of every agent.
     pub tokens: Usage,
+    /// Cost by model and phase.
     pub cost: CostReport,
     /// Every ended agent, in the order they ended.
     pub per_agent: Vec<AgentCost>,
@@ -146,11 +172,15 @@ pub struct Stats {
 /// The error part of a summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct ErrorInfo {
+    /// `script_error`, `limit`, `bad_input`, `internal_error` or `paused`.
     pub kind: &'static str,
+    /// The message shown to the user.
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The script error, with its position.
     pub script: Option<ScriptFailure>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The limit that ended the run.
     pub limit: Option<LimitKind>,
 }
 
@@ -163,15 +193,20 @@ pub struct RunSummary {
     /// The run directory's id (`.wasmflow/runs/<id>`), when journaled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    /// The script's result (`null` on failure).
     pub result: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why there is no result.
     pub error: Option<ErrorInfo>,
     #[serde(flatten)]
+    /// Accounting.
     pub stats: Stats,
+    /// Wall-clock time of the run.
     pub duration_ms: u64,
 }
 
 impl RunSummary {
+    /// The summary of a finished run.
     pub fn new(result: &Result<Value, RunError>, stats: Stats, duration_ms: u64) -> RunSummary {
         let (status, value, error) = match result {
             Ok(v) => ("ok", v.clone(), None),

@@ -32,8 +32,11 @@ const CACHE_MIN_CHARS: usize = 4096;
 pub struct AnthropicSettings {
     /// Without `/v1` (as `ANTHROPIC_BASE_URL` in the official SDKs).
     pub base_url: String,
+    /// The API key (`x-api-key`).
     pub api_key: String,
+    /// `max_tokens` of every request.
     pub max_tokens: u32,
+    /// Timeouts and retries.
     pub http: HttpOptions,
 }
 
@@ -69,12 +72,14 @@ impl AnthropicSettings {
     }
 }
 
+/// Agents through the Anthropic Messages API (streamed).
 pub struct AnthropicBackend {
     settings: Arc<AnthropicSettings>,
     client: reqwest::Client,
 }
 
 impl AnthropicBackend {
+    /// A backend with its HTTP client; `Err` when the client cannot be built.
     pub fn new(settings: AnthropicSettings) -> Result<AnthropicBackend, String> {
         Ok(AnthropicBackend {
             settings: Arc::new(settings),
@@ -139,10 +144,15 @@ pub fn request_body(request: &AgentRequest, model: &str, max_tokens: u32) -> (Va
 /// What one streamed message adds up to.
 #[derive(Debug, Default)]
 pub struct MessageState {
+    /// Text blocks so far.
     pub text: String,
+    /// The forced tool's input JSON so far.
     pub tool_json: String,
+    /// The reply used the structured-output tool.
     pub saw_tool: bool,
+    /// Usage from `message_start` and `message_delta`.
     pub usage: Usage,
+    /// Why the model stopped.
     pub stop_reason: Option<String>,
 }
 

@@ -41,7 +41,9 @@ const STDERR_TAIL: usize = 2000;
 pub struct ClaudeSettings {
     /// The executable, found on PATH unless it has a slash.
     pub command: String,
+    /// `--allowedTools` for every agent.
     pub allowed_tools: Vec<String>,
+    /// `--disallowedTools` for every agent.
     pub disallowed_tools: Vec<String>,
     /// Wall clock per try.
     pub timeout: Duration,
@@ -67,12 +69,14 @@ struct Worktree {
     base: String,
 }
 
+/// Agents through the Claude Code CLI in print mode.
 pub struct ClaudeBackend {
     settings: Arc<ClaudeSettings>,
     state: Arc<Mutex<HashMap<u64, AgentState>>>,
 }
 
 impl ClaudeBackend {
+    /// A backend running `settings.command`.
     pub fn new(settings: ClaudeSettings) -> ClaudeBackend {
         ClaudeBackend {
             settings: Arc::new(settings),
@@ -186,13 +190,16 @@ fn classify(text: &str) -> FailureKind {
 /// Reads the `result` message of a stream (the last one wins).
 #[derive(Debug, Default)]
 pub struct StreamState {
+    /// The session id, for a schema retry with `--resume`.
     pub session: Option<String>,
+    /// The final `result` event.
     pub result: Option<Value>,
     /// Lines that were not JSON, for the failure message.
     pub stray: Vec<String>,
 }
 
 impl StreamState {
+    /// Reads one stream-json line.
     pub fn line(&mut self, line: &str) {
         let line = line.trim();
         if line.is_empty() {

@@ -21,6 +21,7 @@ const MAX_STDOUT: usize = 16 << 20;
 /// Tail of stderr quoted in a failure.
 const STDERR_TAIL: usize = 2000;
 
+/// Agents as any command: request JSON on stdin, reply on stdout (docs/exec-backend.md).
 pub struct ExecBackend {
     command: String,
     timeout: Duration,

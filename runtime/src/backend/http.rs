@@ -19,6 +19,7 @@ pub struct HttpOptions {
     /// Longest silence of the server (no headers, no bytes) before the try
     /// is abandoned as stalled.
     pub stall: Duration,
+    /// Backoff between tries.
     pub retry: RetryPolicy,
 }
 
@@ -27,8 +28,11 @@ pub struct HttpOptions {
 pub enum TryError {
     /// Worth another try: 429, 5xx, a network error, a stall.
     Retry {
+        /// What went wrong.
         reason: String,
+        /// When the server asked to retry (`retry-after`).
         after: Option<Duration>,
+        /// Quota, auth or other.
         kind: FailureKind,
     },
     /// Trying again would fail the same way.
@@ -36,6 +40,7 @@ pub enum TryError {
 }
 
 impl TryError {
+    /// A failure worth another try.
     pub fn retry(reason: impl Into<String>) -> TryError {
         TryError::Retry {
             reason: reason.into(),
@@ -44,6 +49,7 @@ impl TryError {
         }
     }
 
+    /// A failure no retry can fix.
     pub fn fail(reason: impl Into<String>, kind: FailureKind) -> TryError {
         TryError::Fail(AgentFailure {
             reason: reason.into(),
@@ -52,6 +58,7 @@ impl TryError {
         })
     }
 
+    /// A reply that does not parse: retried.
     pub fn malformed(what: impl std::fmt::Display) -> TryError {
         TryError::fail(format!("malformed reply: {what}"), FailureKind::Other)
     }
@@ -60,7 +67,9 @@ impl TryError {
 /// What the stream reader should do after an event.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Flow {
+    /// More events may follow.
     More,
+    /// The stream ended.
     Done,
 }
 

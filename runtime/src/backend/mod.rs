@@ -52,6 +52,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct AgentRequest {
     /// The run-wide agent id (spawn order, from 1).
     pub id: u64,
+    /// The prompt, as the script passed it (plus schema instructions when a schema is set).
     pub prompt: String,
     /// Every option the script passed to `agent()`.
     pub options: Map<String, Value>,
@@ -116,7 +117,9 @@ impl AgentRequest {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct Usage {
+    /// Input tokens.
     pub input: u64,
+    /// Output tokens.
     pub output: u64,
     /// Input tokens read from the prompt cache.
     pub cache_read: u64,
@@ -156,14 +159,18 @@ pub enum AgentOutput {
 /// A finished agent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentReply {
+    /// What `agent()` resolves to.
     pub output: AgentOutput,
+    /// Tokens used.
     pub usage: Usage,
 }
 
 /// A terminal failure: `agent()` resolves `null` and the run summary lists it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentFailure {
+    /// What went wrong, for the run summary.
     pub reason: String,
+    /// Tokens used before it failed.
     pub usage: Usage,
     /// Quota and auth failures feed the circuit breaker.
     pub kind: FailureKind,

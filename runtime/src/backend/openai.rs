@@ -26,7 +26,9 @@ pub struct OpenAiSettings {
     pub base_url: String,
     /// Local servers need none.
     pub api_key: Option<String>,
+    /// `max_tokens` of every request, when set.
     pub max_tokens: Option<u32>,
+    /// Timeouts and retries.
     pub http: HttpOptions,
 }
 
@@ -68,12 +70,14 @@ impl OpenAiSettings {
     }
 }
 
+/// Agents through an OpenAI-compatible Chat Completions API (streamed).
 pub struct OpenAiBackend {
     settings: Arc<OpenAiSettings>,
     client: reqwest::Client,
 }
 
 impl OpenAiBackend {
+    /// A backend with its HTTP client; `Err` when the client cannot be built.
     pub fn new(settings: OpenAiSettings) -> Result<OpenAiBackend, String> {
         Ok(OpenAiBackend {
             settings: Arc::new(settings),
@@ -105,8 +109,11 @@ pub fn request_body(request: &AgentRequest, model: &str, max_tokens: Option<u32>
 /// What one streamed completion adds up to.
 #[derive(Debug, Default)]
 pub struct CompletionState {
+    /// Content so far.
     pub text: String,
+    /// Usage from the final chunk.
     pub usage: Usage,
+    /// Why the model stopped.
     pub finish_reason: Option<String>,
 }
 

@@ -25,8 +25,10 @@ use crate::key::content_key;
 #[serde(deny_unknown_fields)]
 pub struct SimRules {
     #[serde(default)]
+    /// Rules, first match wins.
     pub rules: Vec<SimRule>,
     #[serde(default)]
+    /// What agents no rule matches get.
     pub default: SimBehaviour,
 }
 
@@ -35,8 +37,11 @@ pub struct SimRules {
 #[serde(deny_unknown_fields)]
 pub struct SimRule {
     #[serde(rename = "match", default)]
+    /// Which agents the rule is for.
     pub matcher: SimMatch,
+    /// The reply (a string, or a JSON value).
     pub reply: Option<Value>,
+    /// Fail the agent with this reason.
     pub error: Option<String>,
     /// With `error`: `quota` or `auth` failures feed the circuit breaker.
     #[serde(default)]
@@ -46,7 +51,9 @@ pub struct SimRule {
     pub invalid: bool,
     /// The rule applies only to these tries (1-based); all when absent.
     pub attempts: Option<Vec<u32>>,
+    /// How long the agent takes.
     pub latency_ms: Option<u64>,
+    /// Tokens it reports.
     pub usage: Option<SimUsage>,
 }
 
@@ -66,19 +73,27 @@ pub struct SimMatch {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimBehaviour {
+    /// The reply.
     pub reply: Option<Value>,
+    /// How long agents take.
     pub latency_ms: Option<u64>,
+    /// Tokens they report.
     pub usage: Option<SimUsage>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// Tokens a simulated agent reports.
 pub struct SimUsage {
+    /// Input tokens.
     pub input: u64,
+    /// Output tokens.
     pub output: u64,
     #[serde(default)]
+    /// Cache-read input tokens.
     pub cache_read: u64,
     #[serde(default)]
+    /// Cache-write input tokens.
     pub cache_write: u64,
 }
 
@@ -167,6 +182,7 @@ pub struct SimTrace {
 }
 
 impl SimTrace {
+    /// A trace file (created or truncated).
     pub fn create(path: &Path) -> std::io::Result<SimTrace> {
         let file = File::options().create(true).append(true).open(path)?;
         Ok(SimTrace {
@@ -210,6 +226,7 @@ pub struct SimBackend {
 }
 
 impl SimBackend {
+    /// A backend answering by `rules`, after `default_latency` unless a rule says otherwise, tracing every execution to `trace`.
     pub fn new(rules: SimRules, default_latency: Duration, trace: Option<SimTrace>) -> SimBackend {
         let epoch_unix_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -14,8 +14,10 @@ use super::{CheckOptions, Finding, Lines, Rejection};
 /// One entry of `meta.phases`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Phase {
+    /// The phase title.
     pub title: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// A line about what it does.
     pub detail: Option<String>,
     /// Model alias for agents of this phase that do not pick one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -25,10 +27,14 @@ pub struct Phase {
 /// A validated `meta`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Meta {
+    /// `meta.name`.
     pub name: String,
+    /// `meta.description`.
     pub description: String,
     #[serde(rename = "whenToUse", skip_serializing_if = "Option::is_none")]
+    /// `meta.whenToUse`.
     pub when_to_use: Option<String>,
+    /// `meta.phases`.
     pub phases: Vec<Phase>,
     /// The literal as written, unknown keys included.
     #[serde(skip)]

@@ -25,8 +25,11 @@ pub use meta::{Meta, Phase};
 /// One finding, positioned in the user's file (1-based line and column).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
+    /// Line (from 1).
     pub line: u32,
+    /// Column (from 1).
     pub column: u32,
+    /// What is wrong and what to do.
     pub message: String,
 }
 
@@ -42,6 +45,7 @@ pub struct Rejection {
     /// `SyntaxError`, `TypeScriptError`, `ImportError`,
     /// `DeterminismError`, `MetaError` or `SchemaError`.
     pub kind: &'static str,
+    /// Every reason, in source order.
     pub findings: Vec<Finding>,
 }
 
@@ -53,6 +57,7 @@ pub struct Analysis {
     /// Byte offset of the `export` keyword of `export const meta`, which the
     /// wrapper blanks out.
     pub export_offset: Option<usize>,
+    /// Findings that do not stop the script.
     pub warnings: Vec<Finding>,
     /// Every `model` written as a string literal in an `agent()` call.
     pub literal_models: Vec<String>,

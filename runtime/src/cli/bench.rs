@@ -17,7 +17,10 @@ use wasmflow::driver::Durability;
 use wasmflow::error::exit;
 use wasmflow::journal::Replay;
 use wasmflow::run_dir::{self, RunDir};
-use wasmflow::{EventSink, RunConfig, Script, WorkflowEngine, run_script};
+use wasmflow::{
+    DriverKind, EventSink, Program, RunConfig, Script, WorkflowEngine, WorkflowModule,
+    build_module, run_program, run_script,
+};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -161,20 +164,106 @@ fn run_once(
     source: &str,
     backend: Arc<dyn AgentBackend>,
 ) -> Result<Duration, String> {
-    let script = Script::from_source(
+    run_driven(engine, source, backend, DriverKind::Poll)
+}
+
+fn run_driven(
+    engine: &WorkflowEngine,
+    source: &str,
+    backend: Arc<dyn AgentBackend>,
+    driver: DriverKind,
+) -> Result<Duration, String> {
+    let script = bench_script(source)?;
+    let mut config = RunConfig::new(backend);
+    config.default_model = Some("bench-model".into());
+    config.driver = driver;
+    let start = Instant::now();
+    let outcome = run_program(
+        engine,
+        Program::Script(&script),
+        config,
+        EventSink::silent(),
+    );
+    let took = start.elapsed();
+    outcome.result.map_err(|e| e.to_string())?;
+    Ok(took)
+}
+
+fn bench_script(source: &str) -> Result<Script, String> {
+    Script::from_source(
         "bench.js".into(),
         "bench.js".into(),
         source.into(),
         Default::default(),
     )
-    .map_err(|e| e.to_string())?;
-    let mut config = RunConfig::new(backend);
-    config.default_model = Some("bench-model".into());
-    let start = Instant::now();
-    let outcome = run_script(engine, &script, config, EventSink::silent());
-    let took = start.elapsed();
-    outcome.result.map_err(|e| e.to_string())?;
-    Ok(took)
+    .map_err(|e| e.to_string())
+}
+
+/// Compiled modules: build time and size, load from disk without and
+/// with the native-code cache, and a trivial run of a loaded module.
+struct ModuleFigures {
+    build: Duration,
+    size: usize,
+    load_cold: Duration,
+    load_warm: Duration,
+    trivial_run: Duration,
+}
+
+fn module_figures(engine: &WorkflowEngine, n: u32) -> Result<ModuleFigures, String> {
+    let script = bench_script(PARALLEL_1000)?;
+    build_module(engine, &script).map_err(|e| e.to_string())?; // warm-up
+    let builds = (0..n)
+        .map(|_| {
+            let start = Instant::now();
+            build_module(engine, &script)
+                .map(|_| start.elapsed())
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let dir = std::env::temp_dir().join(format!("wasmflow-bench-mod-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    // A private cache: the cold load compiles, the warm one deserialises.
+    let (cached, _) =
+        WorkflowEngine::with_cache_dir(Some(&dir.join("cache"))).map_err(|e| format!("{e:#}"))?;
+    let trivial = bench_script(TRIVIAL)?;
+    let wasm = build_module(&cached, &trivial).map_err(|e| e.to_string())?;
+    let path = dir.join("trivial.wasm");
+    std::fs::write(&path, &wasm).map_err(|e| e.to_string())?;
+    let load = || -> Result<(WorkflowModule, Duration), String> {
+        let start = Instant::now();
+        let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+        let module = WorkflowModule::load(&cached, &path, &bytes, Default::default())
+            .map_err(|e| e.to_string())?;
+        Ok((module, start.elapsed()))
+    };
+    let (_, load_cold) = load()?;
+    let warm = (0..n.min(10))
+        .map(|_| load().map(|(_, d)| d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (module, _) = load()?;
+    let runs = (0..n)
+        .map(|_| {
+            let start = Instant::now();
+            let outcome = run_program(
+                &cached,
+                Program::Module(&module),
+                RunConfig::new(sim()),
+                EventSink::silent(),
+            );
+            outcome
+                .result
+                .map(|_| start.elapsed())
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(ModuleFigures {
+        build: median(builds),
+        size: wasm.len(),
+        load_cold,
+        load_warm: median(warm),
+        trivial_run: median(runs),
+    })
 }
 
 fn measure(
@@ -301,6 +390,16 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
     let process = process_run(n.min(20))?;
     let par = measure(&engine, PARALLEL_1000, n.min(10), sim)?;
     let seq = measure(&engine, SEQUENCE_1000, n.min(10), sim)?;
+    let blocking = |source: &str| -> Result<Duration, String> {
+        run_driven(&engine, source, sim(), DriverKind::Blocking)?;
+        let runs = (0..n.min(10))
+            .map(|_| run_driven(&engine, source, sim(), DriverKind::Blocking))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(median(runs))
+    };
+    let par_blocking = blocking(PARALLEL_1000)?;
+    let seq_blocking = blocking(SEQUENCE_1000)?;
+    let modules = module_figures(&engine, n.min(20))?;
     let root = std::env::temp_dir().join(format!("wasmflow-bench-runs-{}", std::process::id()));
     let runs = n.min(10);
     let durable = median(
@@ -338,6 +437,13 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
         "resume_1000_cached_to_first_live_agent_ms": resume.as_secs_f64() * 1e3,
         "openai_local_parallel_1000_agents_ms": http_par.as_secs_f64() * 1e3,
         "openai_local_us_per_agent": us(http_par) / 1000.0,
+        "blocking_parallel_us_per_agent": us(par_blocking) / 1000.0,
+        "blocking_sequence_us_per_agent": us(seq_blocking) / 1000.0,
+        "module_build_ms": modules.build.as_secs_f64() * 1e3,
+        "module_bytes": modules.size,
+        "module_load_cold_ms": modules.load_cold.as_secs_f64() * 1e3,
+        "module_load_warm_ms": modules.load_warm.as_secs_f64() * 1e3,
+        "module_trivial_run_ms": modules.trivial_run.as_secs_f64() * 1e3,
     });
     if args.json {
         println!("{figures:#}");
@@ -377,6 +483,34 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
         println!(
             "1,000 agents, openai backend, local SSE  {:>9.2} us/agent (16 at once)",
             us(http_par) / 1000.0
+        );
+        println!(
+            "1,000 agents, blocking driver, parallel {:>9.2} us/agent",
+            us(par_blocking) / 1000.0
+        );
+        println!(
+            "1,000 agents, blocking driver, sequence {:>9.2} us/agent",
+            us(seq_blocking) / 1000.0
+        );
+        println!(
+            "wasmflow build (engine cached)          {:>9.2} ms   (target <= 100 ms)",
+            modules.build.as_secs_f64() * 1e3
+        );
+        println!(
+            "component size                          {:>9} bytes (target <= 1.5 MB)",
+            modules.size
+        );
+        println!(
+            "load a component from disk, compiling   {:>9.2} ms",
+            modules.load_cold.as_secs_f64() * 1e3
+        );
+        println!(
+            "load a component from disk, cached      {:>9.2} ms",
+            modules.load_warm.as_secs_f64() * 1e3
+        );
+        println!(
+            "trivial run of a loaded component       {:>9.3} ms",
+            modules.trivial_run.as_secs_f64() * 1e3
         );
         println!(
             "(median of {n} runs; parallel/sequence: median of {}; openai: of {})",
