@@ -16,6 +16,51 @@ fn hex(text: &str) -> Vec<u8> {
         .collect()
 }
 
+/// A component `wasmflow build` made from `spec.script` (default: the
+/// default script), then damaged as `spec` says: `replace` (pairs of
+/// same-length strings, every occurrence), `extra_import` (a name),
+/// `truncate_percent`, `append_section` (a second `wasmflow-workflow`
+/// section with this text).
+fn built(spec: &Value) -> Vec<u8> {
+    let source = spec["script"].as_str().unwrap_or(DEFAULT_SCRIPT);
+    let engine = crate::support::engine();
+    let script = wasmflow::Script::from_source(
+        "flow.js".into(),
+        "flow.js".into(),
+        source.into(),
+        Default::default(),
+    )
+    .unwrap();
+    let mut wasm = wasmflow::build_module(engine, &script).unwrap();
+    for pair in spec["replace"].as_array().into_iter().flatten() {
+        let (from, to) = (pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
+        assert_eq!(from.len(), to.len());
+        let mut i = 0;
+        while i + from.len() <= wasm.len() {
+            if &wasm[i..i + from.len()] == from.as_bytes() {
+                wasm[i..i + from.len()].copy_from_slice(to.as_bytes());
+                i += from.len();
+            } else {
+                i += 1;
+            }
+        }
+    }
+    if let Some(name) = spec["extra_import"].as_str() {
+        wasm = crate::modules::with_extra_import(&wasm, name);
+    }
+    if let Some(p) = spec["truncate_percent"].as_u64() {
+        wasm.truncate(wasm.len() * p as usize / 100);
+    }
+    if let Some(text) = spec["append_section"].as_str() {
+        wasmflow::module::section::append_custom_section(
+            &mut wasm,
+            wasmflow::module::section::SECTION_NAME,
+            text.as_bytes(),
+        );
+    }
+    wasm
+}
+
 /// Runs one case; `Err` says how it went wrong.
 fn run_case(category: &str, case: &Value) -> Result<(), String> {
     let name = case["name"].as_str().unwrap_or("?");
@@ -38,6 +83,9 @@ fn run_case(category: &str, case: &Value) -> Result<(), String> {
     }
     for (path, h) in case["files_hex"].as_object().into_iter().flatten() {
         write(path, &hex(h.as_str().unwrap()));
+    }
+    for (path, spec) in case["files_built"].as_object().into_iter().flatten() {
+        write(path, &built(spec));
     }
     let strings = |key: &str| -> Vec<String> {
         case[key]

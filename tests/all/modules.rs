@@ -104,7 +104,7 @@ fn a_built_component_imports_only_the_workflow_world() {
 
 /// Appends `(import NAME (instance))` to a component: new type and instance
 /// indices come last, so everything already there keeps its meaning.
-fn with_extra_import(wasm: &[u8], name: &str) -> Vec<u8> {
+pub fn with_extra_import(wasm: &[u8], name: &str) -> Vec<u8> {
     let mut types = wasm_encoder::ComponentTypeSection::new();
     types.instance(&wasm_encoder::InstanceType::new());
     let type_index = count_component_types(wasm);

@@ -18,6 +18,16 @@ fn cache_dir() -> &'static Path {
     })
 }
 
+/// The engine, loaded once per test process from the shared cache.
+pub fn engine() -> &'static wasmflow::WorkflowEngine {
+    static ENGINE: OnceLock<wasmflow::WorkflowEngine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        wasmflow::WorkflowEngine::with_cache_dir(Some(cache_dir()))
+            .expect("engine loads")
+            .0
+    })
+}
+
 /// A fresh, empty directory for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);

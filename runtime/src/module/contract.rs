@@ -89,7 +89,11 @@ pub fn read_info(bytes: &[u8]) -> Result<ModuleInfo, ModuleError> {
                 }
             }
             CustomSection(c) if depth == 0 && c.name() == SECTION_NAME => {
+                // Two sections are as suspect as a broken one.
                 match serde_json::from_slice::<WorkflowSection>(c.data()) {
+                    Ok(_) if info.section.is_some() => {
+                        info.section_error = Some(format!("{SECTION_NAME} appears twice"))
+                    }
                     Ok(s) => info.section = Some(s),
                     Err(e) => info.section_error = Some(e.to_string()),
                 }
@@ -133,6 +137,9 @@ pub fn check(info: &ModuleInfo) -> Result<(), ModuleError> {
                 });
             }
         }
+    }
+    if let Some(e) = &info.section_error {
+        return Err(ModuleError::BadSection(e.clone()));
     }
     if let Some(s) = &info.section
         && s.wit != WIT_PACKAGE

@@ -24,8 +24,8 @@ pub use section::WorkflowSection;
 /// Why a file is not a workflow wasmflow will run.
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleError {
-    /// The file does not start with the WebAssembly magic bytes.
-    #[error("not a WebAssembly file (it does not start with \\0asm)")]
+    /// The file has no valid module or component header.
+    #[error("not a WebAssembly file (no valid module or component header)")]
     NotWasm,
     /// The binary does not parse.
     #[error("not valid WebAssembly: {0}")]
@@ -62,6 +62,9 @@ pub enum ModuleError {
     /// The names match, the types do not.
     #[error("it does not match the workflow world: {0}")]
     Link(String),
+    /// The `wasmflow-workflow` section is there but unreadable.
+    #[error("its wasmflow-workflow section is unreadable ({0}); rebuild it with `wasmflow build`")]
+    BadSection(String),
     /// wasmtime refused or failed to compile it.
     #[error("cannot compile it: {0}")]
     Compile(String),
