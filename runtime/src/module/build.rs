@@ -2,11 +2,10 @@
 //! world. The engine's pre-initialised core module gets the script's
 //! bytecode as a passive data segment and a few instructions that load it
 //! on the first call; wit-component then wraps it again, now without the
-//! `compiler` export. No code is compiled, so a build takes milliseconds.
+//! `compiler` export. Nothing is compiled and the engine's code is copied
+//! as raw bytes, so a build takes milliseconds.
 
-use anyhow::{Context, Result, anyhow};
-use walrus::ir::{LoadKind, MemArg, Value as WasmValue};
-use walrus::{ConstExpr, DataKind, ExportItem, FunctionBuilder, FunctionId, ValType};
+use anyhow::{Context, Result, anyhow, bail};
 use wit_component::{ComponentEncoder, StringEncoding};
 
 use super::section::{SECTION_FORMAT, SECTION_NAME, WIT_PACKAGE, WorkflowSection};
@@ -74,113 +73,260 @@ fn engine_core_module() -> Result<&'static [u8]> {
     Ok(&wasm[range])
 }
 
+/// Copies the engine's core module section by section (function bodies
+/// and data segments as raw bytes: nothing is re-parsed into an IR) and
+/// adds: a passive data segment with the bytecode, a `pending` global, an
+/// init function that loads the bytecode on the first call, and wrappers
+/// that call it before `driver.start` and `runner.run`. The compiler
+/// exports and the engine's component type are left out.
 fn embed_bytecode(core: &[u8], bytecode: &[u8]) -> Result<Vec<u8>> {
-    let mut module = walrus::ModuleConfig::new()
-        .generate_producers_section(false)
-        .parse(core)?;
-    let memory = module.get_memory_id()?;
-    let realloc = module.exports.get_func("cabi_realloc")?;
-    let load = module.exports.get_func(LOAD_EXPORT)?;
+    use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
+    use wasm_encoder::{
+        BlockType, CodeSection, ConstExpr, DataCountSection, DataSection, ExportSection, Function,
+        FunctionSection, GlobalSection, GlobalType, Instruction, MemArg, Module, RawSection,
+        TypeSection, ValType,
+    };
+    use wasmparser::{ExternalKind, Payload, TypeRef};
+
     let len = i32::try_from(bytecode.len()).context("the bytecode is over 2 GiB")?;
-    let data = module.data.add(DataKind::Passive, bytecode.to_vec());
-    let pending = module.globals.add_local(
-        ValType::I32,
-        true,
-        false,
-        ConstExpr::Value(WasmValue::I32(1)),
-    );
-    // init: on the first call only, copy the bytecode into memory the guest
-    // owns (cabi_realloc, as for any list argument) and hand it to `load`.
-    // A failed load traps: it cannot fail on a fresh instance.
-    let ptr = module.locals.add(ValType::I32);
-    let mut init = FunctionBuilder::new(&mut module.types, &[], &[]);
-    init.name("wasmflow-load-embedded-script".into());
-    init.func_body().global_get(pending).if_else(
-        None,
-        |then| {
-            then.i32_const(0)
-                .global_set(pending)
-                .i32_const(0)
-                .i32_const(0)
-                .i32_const(1)
-                .i32_const(len)
-                .call(realloc)
-                .local_tee(ptr)
-                .i32_const(0)
-                .i32_const(len)
-                .memory_init(memory, data)
-                .data_drop(data)
-                .local_get(ptr)
-                .i32_const(len)
-                .call(load)
-                .load(
-                    memory,
-                    LoadKind::I32_8 {
-                        kind: walrus::ir::ExtendedLoad::ZeroExtend,
+    // First pass: the index spaces and the functions we call.
+    let (mut imported_funcs, mut defined_funcs, mut globals, mut data_segments) = (0u32, 0, 0, 0);
+    let mut func_types: Vec<u32> = Vec::new();
+    let mut unit_type = None;
+    let mut type_count = 0u32;
+    let mut exports: Vec<(String, ExternalKind, u32)> = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(core) {
+        match payload? {
+            Payload::TypeSection(r) => {
+                for (i, ty) in r.into_iter_err_on_gc_types().enumerate() {
+                    let ty = ty?;
+                    if ty.params().is_empty() && ty.results().is_empty() && unit_type.is_none() {
+                        unit_type = Some(i as u32);
+                    }
+                    type_count += 1;
+                }
+            }
+            Payload::ImportSection(r) => {
+                for import in r.into_imports() {
+                    match import?.ty {
+                        TypeRef::Func(t) | TypeRef::FuncExact(t) => {
+                            func_types.push(t);
+                            imported_funcs += 1;
+                        }
+                        TypeRef::Global(_) => globals += 1,
+                        _ => {}
+                    }
+                }
+            }
+            Payload::FunctionSection(r) => {
+                for t in r {
+                    func_types.push(t?);
+                    defined_funcs += 1;
+                }
+            }
+            Payload::GlobalSection(r) => globals += r.count(),
+            Payload::DataSection(r) => data_segments += r.count(),
+            Payload::ExportSection(r) => {
+                for e in r {
+                    let e = e?;
+                    exports.push((e.name.to_string(), e.kind, e.index));
+                }
+            }
+            _ => {}
+        }
+    }
+    let func = |name: &str| -> Result<u32> {
+        exports
+            .iter()
+            .find(|(n, k, _)| n == name && *k == ExternalKind::Func)
+            .map(|(_, _, i)| *i)
+            .ok_or_else(|| anyhow!("the engine does not export {name}"))
+    };
+    let realloc = func("cabi_realloc")?;
+    let load = func(LOAD_EXPORT)?;
+    let entries: Vec<(&str, u32)> = ENTRY_EXPORTS
+        .iter()
+        .map(|name| func(name).map(|i| (*name, i)))
+        .collect::<Result<_>>()?;
+    let (unit_type, add_unit_type) = match unit_type {
+        Some(t) => (t, false),
+        None => (type_count, true),
+    };
+    let pending = globals;
+    let segment = data_segments;
+    let init = imported_funcs + defined_funcs;
+    let wrapper = |k: usize| init + 1 + k as u32;
+
+    // Second pass: copy, changing what must change.
+    let mut module = Module::new();
+    let mut saw_data_count = false;
+    let mut saw_data = false;
+    let mut reencoder = RoundtripReencoder;
+    for payload in wasmparser::Parser::new(0).parse_all(core) {
+        let payload = payload?;
+        match &payload {
+            Payload::Version { .. } | Payload::End(_) => continue,
+            Payload::TypeSection(r) if add_unit_type => {
+                let mut types = TypeSection::new();
+                reencoder.parse_type_section(&mut types, r.clone())?;
+                types.ty().function([], []);
+                module.section(&types);
+            }
+            Payload::FunctionSection(r) => {
+                let mut funcs = FunctionSection::new();
+                reencoder.parse_function_section(&mut funcs, r.clone())?;
+                funcs.function(unit_type);
+                for (_, target) in &entries {
+                    let ty = func_types
+                        .get(*target as usize)
+                        .copied()
+                        .ok_or_else(|| anyhow!("function {target} has no type"))?;
+                    funcs.function(ty);
+                }
+                module.section(&funcs);
+            }
+            Payload::GlobalSection(r) => {
+                let mut section = GlobalSection::new();
+                reencoder.parse_global_section(&mut section, r.clone())?;
+                section.global(
+                    GlobalType {
+                        val_type: ValType::I32,
+                        mutable: true,
+                        shared: false,
                     },
-                    MemArg {
-                        align: 1,
-                        offset: 0,
-                    },
-                )
-                .if_else(
-                    None,
-                    |failed| {
-                        failed.unreachable();
-                    },
-                    |_| {},
+                    &ConstExpr::i32_const(1),
                 );
-        },
-        |_| {},
-    );
-    let init = init.finish(vec![], &mut module.funcs);
-    for name in ENTRY_EXPORTS {
-        wrap_export(&mut module, name, init)?;
+                module.section(&section);
+            }
+            Payload::ExportSection(_) => {
+                let mut section = ExportSection::new();
+                for (name, kind, index) in &exports {
+                    if name.contains("wasmflow:workflow/compiler@") {
+                        continue;
+                    }
+                    let index = match entries.iter().position(|(n, _)| n == name) {
+                        Some(k) => wrapper(k),
+                        None => *index,
+                    };
+                    section.export(name, reencoder.export_kind(*kind)?, index);
+                }
+                module.section(&section);
+            }
+            Payload::DataCountSection { count, .. } => {
+                saw_data_count = true;
+                module.section(&DataCountSection { count: count + 1 });
+            }
+            Payload::CodeSectionStart { .. } => {
+                if !saw_data_count {
+                    module.section(&DataCountSection {
+                        count: data_segments + 1,
+                    });
+                }
+            }
+            Payload::CodeSectionEntry(_) => {}
+            Payload::DataSection(r) => {
+                saw_data = true;
+                let mut data = DataSection::new();
+                for segment in r.clone() {
+                    data.raw(&core[segment?.range]);
+                }
+                data.passive(bytecode.iter().copied());
+                module.section(&data);
+            }
+            Payload::CustomSection(c) if c.name().starts_with("component-type") => {}
+            _ => {
+                if let Some((id, range)) = payload.as_section() {
+                    module.section(&RawSection {
+                        id,
+                        data: &core[range],
+                    });
+                }
+            }
+        }
+        // The code section: every body as it was, then ours.
+        if let Payload::CodeSectionStart { count, range, .. } = &payload {
+            let mut code = CodeSection::new();
+            let reader = wasmparser::CodeSectionReader::new(wasmparser::BinaryReader::new(
+                &core[range.clone()],
+                range.start,
+            ))?;
+            for body in reader {
+                let body = body?;
+                code.raw(&core[body.range()]);
+            }
+            if code.len() != *count {
+                bail!("the code section holds {} bodies, not {count}", code.len());
+            }
+            let mut f = Function::new([(1, ValType::I32)]);
+            for i in [
+                Instruction::GlobalGet(pending),
+                Instruction::If(BlockType::Empty),
+                Instruction::I32Const(0),
+                Instruction::GlobalSet(pending),
+                Instruction::I32Const(0),
+                Instruction::I32Const(0),
+                Instruction::I32Const(1),
+                Instruction::I32Const(len),
+                Instruction::Call(realloc),
+                Instruction::LocalTee(0),
+                Instruction::I32Const(0),
+                Instruction::I32Const(len),
+                Instruction::MemoryInit {
+                    mem: 0,
+                    data_index: segment,
+                },
+                Instruction::DataDrop(segment),
+                Instruction::LocalGet(0),
+                Instruction::I32Const(len),
+                Instruction::Call(load),
+                // result<_, script-error>: a non-zero tag is an error, which
+                // a fresh instance cannot have.
+                Instruction::I32Load8U(MemArg {
+                    offset: 0,
+                    align: 0,
+                    memory_index: 0,
+                }),
+                Instruction::If(BlockType::Empty),
+                Instruction::Unreachable,
+                Instruction::End,
+                Instruction::End,
+                Instruction::End,
+            ] {
+                f.instruction(&i);
+            }
+            code.function(&f);
+            for (_, target) in &entries {
+                let params = param_count(core, func_types[*target as usize])?;
+                let mut f = Function::new([]);
+                f.instruction(&Instruction::Call(init));
+                for p in 0..params {
+                    f.instruction(&Instruction::LocalGet(p));
+                }
+                f.instruction(&Instruction::Call(*target));
+                f.instruction(&Instruction::End);
+                code.function(&f);
+            }
+            module.section(&code);
+        }
     }
-    // What only the engine needs: the compiler interface and the component
-    // type of the engine world (ours is embedded next).
-    let compiler: Vec<_> = module
-        .exports
-        .iter()
-        .filter(|e| e.name.contains("wasmflow:workflow/compiler@"))
-        .map(|e| e.id())
-        .collect();
-    for id in compiler {
-        module.exports.delete(id);
+    if !saw_data {
+        let mut data = DataSection::new();
+        data.passive(bytecode.iter().copied());
+        module.section(&data);
     }
-    let component_types: Vec<_> = module
-        .customs
-        .iter()
-        .filter(|(_, c)| c.name().starts_with("component-type"))
-        .map(|(id, _)| id)
-        .collect();
-    for id in component_types {
-        module.customs.delete(id);
-    }
-    Ok(module.emit_wasm())
+    Ok(module.finish())
 }
 
-/// Points export `name` at a new function that calls `first`, then the
-/// original with the same arguments.
-fn wrap_export(module: &mut walrus::Module, name: &str, first: FunctionId) -> Result<()> {
-    let export = module
-        .exports
-        .iter()
-        .find(|e| e.name == name)
-        .map(|e| e.id())
-        .ok_or_else(|| anyhow!("the engine does not export {name}"))?;
-    let target = module.exports.get_func(name)?;
-    let ty = module.types.get(module.funcs.get(target).ty());
-    let (params, results) = (ty.params().to_vec(), ty.results().to_vec());
-    let args: Vec<_> = params.iter().map(|t| module.locals.add(*t)).collect();
-    let mut wrapper = FunctionBuilder::new(&mut module.types, &params, &results);
-    let mut body = wrapper.func_body();
-    body.call(first);
-    for a in &args {
-        body.local_get(*a);
+/// Parameters of function type `ty`.
+fn param_count(core: &[u8], ty: u32) -> Result<u32> {
+    for payload in wasmparser::Parser::new(0).parse_all(core) {
+        if let wasmparser::Payload::TypeSection(r) = payload? {
+            let ty = r
+                .into_iter_err_on_gc_types()
+                .nth(ty as usize)
+                .ok_or_else(|| anyhow!("type {ty} is missing"))??;
+            return Ok(ty.params().len() as u32);
+        }
     }
-    body.call(target);
-    let wrapper = wrapper.finish(args, &mut module.funcs);
-    module.exports.get_mut(export).item = ExportItem::Function(wrapper);
-    Ok(())
+    bail!("the engine has no type section")
 }
