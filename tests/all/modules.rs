@@ -123,7 +123,7 @@ pub fn with_extra_import(wasm: &[u8], name: &str) -> Vec<u8> {
 fn count_component_types(wasm: &[u8]) -> u32 {
     let mut validator = wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all());
     let types = validator.validate_all(wasm).expect("valid");
-    types.as_ref().component_type_count() as u32
+    types.as_ref().component_type_count()
 }
 
 #[test]

@@ -47,7 +47,7 @@ pub fn read_wasm(path: &Path) -> Result<Option<Vec<u8>>, InputError> {
     let mut file = match std::fs::File::open(path) {
         Ok(f) => f,
         // Script::load says what is wrong with a missing script.
-        Err(_) if !path.extension().is_some_and(|e| e == "wasm") => return Ok(None),
+        Err(_) if path.extension().is_none_or(|e| e != "wasm") => return Ok(None),
         Err(e) => return Err(unreadable(e)),
     };
     let mut magic = [0u8; 4];

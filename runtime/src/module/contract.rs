@@ -150,7 +150,7 @@ pub fn check(info: &ModuleInfo) -> Result<(), ModuleError> {
         });
     }
     let driver = format!("wasmflow:workflow/driver@{WIT_VERSION}");
-    if !info.exports.iter().any(|e| *e == driver) {
+    if !info.exports.contains(&driver) {
         if let Some((_, version)) = info.exports.iter().find_map(|e| parse_ours(e))
             && version != WIT_VERSION
         {
