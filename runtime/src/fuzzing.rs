@@ -364,6 +364,66 @@ pub fn script(engine: &WorkflowEngine, source: &str) {
     }
 }
 
+/// Whatever bytes arrive as a workflow module: [`WorkflowModule::load`]
+/// refuses them with a message, or what it accepted keeps to the sandbox
+/// contract and runs to a clean end under small bounds. Never a panic.
+///
+/// [`WorkflowModule::load`]: crate::WorkflowModule::load
+pub fn loader(engine: &WorkflowEngine, bytes: &[u8]) {
+    let path = std::path::Path::new("fuzz.wasm");
+    let module = match crate::WorkflowModule::load(engine, path, bytes, Default::default()) {
+        Ok(m) => m,
+        Err(e) => {
+            let message = e.to_string();
+            assert!(
+                message.contains("fuzz.wasm") || matches!(e, RunError::Script(_)),
+                "a refusal must name the file: {message}"
+            );
+            return;
+        }
+    };
+    for import in &module.info.imports {
+        assert!(
+            import.starts_with("wasmflow:workflow/"),
+            "accepted a component importing {import}"
+        );
+    }
+    let mut config = RunConfig::new(Arc::new(crate::backend::sim::SimBackend::new(
+        Default::default(),
+        Duration::ZERO,
+        None,
+    )));
+    config.limits = Limits {
+        fuel_per_slice: 20_000_000,
+        memory_bytes: 64 << 20,
+        wall_clock: Duration::from_secs(5),
+        max_agents: 20,
+        ..Limits::default()
+    };
+    // Any outcome is clean here: a damaged module may trap (an internal
+    // error naming the trap) as long as the host survives it.
+    let _ = crate::run_program(
+        engine,
+        crate::Program::Module(&module),
+        config,
+        EventSink::silent(),
+    );
+}
+
+/// A built component with bytes changed: each edit XORs `mask` into the
+/// byte at `offset` (modulo the length).
+pub fn mutate(base: &[u8], edits: &[(u32, u8)]) -> Vec<u8> {
+    let mut out = base.to_vec();
+    if out.is_empty() {
+        return out;
+    }
+    for &(offset, mask) in edits {
+        let i = offset as usize % out.len();
+        out[i] ^= mask;
+    }
+    out
+}
+
 /// Scripts built from a small grammar of workflow statements, so the fuzzer
 /// reaches agent calls, combinators and timers, not only syntax errors.
 #[derive(Debug, Arbitrary)]

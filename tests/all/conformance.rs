@@ -116,13 +116,16 @@ fn check(case: &Case, mode: Mode) -> Result<(), String> {
         std::fs::write(dir.join("rules.json"), rules.to_string()).unwrap();
         args.extend(["--sim-rules".into(), "rules.json".into()]);
     }
-    args.extend(case.flags.iter().cloned());
     let e = &case.expect;
     let exit = e.get("exit").and_then(Value::as_i64).unwrap_or(0) as i32;
     let mut target = "flow.js";
+    // Before the case's flags: those may end in trailing text arguments.
+    if mode == Mode::Blocking {
+        args.extend(["--driver".into(), "blocking".into()]);
+    }
+    args.extend(case.flags.iter().cloned());
     match mode {
-        Mode::Script => {}
-        Mode::Blocking => args.extend(["--driver".into(), "blocking".into()]),
+        Mode::Script | Mode::Blocking => {}
         Mode::Module => {
             let strict = case.flags.iter().any(|f| f == "--strict");
             let mut build = crate::support::wasmflow();

@@ -79,3 +79,36 @@ fn arbitrary_scripts_end_cleanly() {
         }
     }
 }
+
+/// The loader oracle on raw bytes and on damaged built components (the fuzz
+/// target adds wasm-smith modules).
+#[test]
+fn the_loader_refuses_or_runs_cleanly_whatever_the_bytes() {
+    let engine = engine();
+    for seed in 0..40u64 {
+        fuzzing::loader(&engine, &bytes(seed + 5000, (seed as usize % 5) * 40));
+    }
+    let mut raw = b"\0asm".to_vec();
+    raw.extend(bytes(77, 64));
+    fuzzing::loader(&engine, &raw);
+    let script = wasmflow::Script::from_source(
+        "p.js".into(),
+        "p.js".into(),
+        "return await agent('x')".into(),
+        Default::default(),
+    )
+    .unwrap();
+    let base = wasmflow::build_module(&engine, &script).unwrap();
+    // Few: a damaged component that still validates costs a full compile.
+    for seed in 0..16u64 {
+        let noise = bytes(seed + 9000, 8);
+        let edits: Vec<(u32, u8)> = noise
+            .chunks(4)
+            .map(|c| {
+                let at = u32::from_le_bytes([c[0], c[1], c[2], 0]);
+                (at, c[3] | 1)
+            })
+            .collect();
+        fuzzing::loader(&engine, &fuzzing::mutate(&base, &edits));
+    }
+}
