@@ -143,6 +143,9 @@ pub struct ClaudeSection {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `true`: every command that would start agents refuses (managed
+    /// machines). Any file saying `true` wins over one saying `false`.
+    pub disable: Option<bool>,
     /// Default backend (`sim`, `exec`, `claude`, `anthropic`, `openai`).
     pub backend: Option<String>,
     /// The exec backend's command.
@@ -256,6 +259,10 @@ impl Config {
 
     /// `over`'s settings win; tables merge key by key.
     fn overlay(mut self, over: Config) -> Config {
+        self.disable = match (self.disable, over.disable) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (mine, theirs) => theirs.or(mine),
+        };
         self.backend = over.backend.or(self.backend);
         self.exec = over.exec.or(self.exec);
         self.default_model = over.default_model.or(self.default_model);

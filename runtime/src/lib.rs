@@ -31,6 +31,7 @@
 
 pub mod backend;
 pub mod bindings;
+pub mod bundled;
 pub mod check;
 pub mod config;
 pub mod driver;

@@ -124,13 +124,15 @@ pub fn all(dirs: &[SearchDir]) -> Vec<(PathBuf, Origin)> {
 /// A message listing where `name` was looked for.
 pub fn not_found(name: &str, dirs: &[SearchDir]) -> String {
     let looked: Vec<String> = dirs.iter().map(|d| d.path.display().to_string()).collect();
+    let bundled: Vec<&str> = crate::bundled::BUNDLED.iter().map(|b| b.name).collect();
+    let bundled = format!("; bundled: {}", bundled.join(", "));
     if looked.is_empty() {
         format!(
-            "no saved workflow named '{name}': no workflow directory exists (.wasmflow/workflows/, ~/.config/wasmflow/workflows/, .claude/workflows/, ~/.claude/workflows/)"
+            "no saved workflow named '{name}': no workflow directory exists (.wasmflow/workflows/, ~/.config/wasmflow/workflows/, .claude/workflows/, ~/.claude/workflows/){bundled}"
         )
     } else {
         format!(
-            "no saved workflow named '{name}' ({}.js) in {}",
+            "no saved workflow named '{name}' ({}.js) in {}{bundled}",
             slug(name),
             looked.join(", ")
         )

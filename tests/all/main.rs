@@ -16,6 +16,7 @@ mod exec_backend;
 mod http_backends;
 mod limits;
 mod modules;
+mod operator;
 mod properties;
 mod routing;
 mod script_results;

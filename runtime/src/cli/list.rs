@@ -50,6 +50,20 @@ pub fn list(args: ListArgs) -> i32 {
         };
         rows.push(row);
     }
+    // Bundled workflows come last: a saved one of the same name wins.
+    for b in wasmflow::bundled::BUNDLED {
+        let shadowed = !seen.insert(b.name.to_string());
+        let script = b.script(CheckOptions::default());
+        let meta = script.as_ref().ok().and_then(|s| s.meta.clone());
+        rows.push(json!({
+            "name": b.name,
+            "description": meta.as_ref().map(|m| m.description.clone()),
+            "phases": meta.map(|m| m.phases.iter().map(|p| p.title.clone()).collect::<Vec<_>>()).unwrap_or_default(),
+            "origin": "bundled",
+            "path": serde_json::Value::Null,
+            "shadowed": shadowed,
+        }));
+    }
     if args.json {
         println!("{}", serde_json::Value::Array(rows));
         return exit::OK;
@@ -65,7 +79,7 @@ pub fn list(args: ListArgs) -> i32 {
         let mut line = format!(
             "{name}  [{}] {}",
             r["origin"].as_str().unwrap_or(""),
-            r["path"].as_str().unwrap_or("")
+            r["path"].as_str().unwrap_or("(inside wasmflow)")
         );
         if r["shadowed"] == true {
             line.push_str("  (shadowed by an earlier one of the same name)");

@@ -10,8 +10,10 @@ mod backends;
 mod bench;
 mod list;
 mod module;
+mod report;
 mod run;
 mod runs;
+mod save;
 
 /// Run LLM workflow scripts in a WebAssembly sandbox.
 #[derive(Parser)]
@@ -48,8 +50,12 @@ enum Command {
     Runs(runs::RunsArgs),
     /// One run: summary, failures by label, where its result is.
     Show(runs::ShowArgs),
-    /// List saved workflows: name, description, phases, where found.
+    /// List saved and bundled workflows: name, description, phases, where
+    /// found.
     List(list::ListArgs),
+    /// Keep a script that worked (a run's, or a file) as a named workflow
+    /// in .wasmflow/workflows/ (or, with --user, your own directory).
+    Save(save::SaveArgs),
     /// Measure the engine: instantiate, process start, agent round trips.
     Bench(bench::BenchArgs),
 }
@@ -205,6 +211,31 @@ pub fn parse_run(argv: Vec<String>) -> Result<RunArgs, clap::Error> {
     }
 }
 
+/// Managed machines: `WASMFLOW_DISABLE=1`, or `disable = true` in a config
+/// file, and nothing starts agents.
+pub fn refuse_if_disabled(cwd: &std::path::Path) -> Result<(), wasmflow::error::InputError> {
+    use wasmflow::error::InputError;
+    if let Ok(v) = std::env::var("WASMFLOW_DISABLE")
+        && !v.is_empty()
+        && v != "0"
+        && !v.eq_ignore_ascii_case("false")
+    {
+        return Err(InputError::Invalid(
+            "wasmflow is disabled on this machine (WASMFLOW_DISABLE is set): no workflow runs and no agent starts; ask whoever manages it, or unset WASMFLOW_DISABLE".into(),
+        ));
+    }
+    let (_, files) = wasmflow::config::Config::load(cwd, wasmflow::saved::home_dir().as_deref())?;
+    for file in files {
+        if wasmflow::config::Config::read(&file)?.disable == Some(true) {
+            return Err(InputError::Invalid(format!(
+                "wasmflow is disabled by `disable = true` in {}: no workflow runs and no agent starts",
+                file.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn parse_driver(text: &str) -> Result<wasmflow::DriverKind, String> {
     match text {
         "poll" => Ok(wasmflow::DriverKind::Poll),
@@ -255,6 +286,7 @@ pub fn main() -> i32 {
         Command::Runs(args) => runs::runs(args),
         Command::Show(args) => runs::show(args),
         Command::List(args) => list::list(args),
+        Command::Save(args) => save::save(args),
         Command::Bench(args) => bench::bench(args),
     }
 }

@@ -81,20 +81,23 @@ fn try_build(args: &BuildArgs) -> Result<(), RunError> {
     let cwd = std::env::current_dir()
         .map_err(|e| InputError::Invalid(format!("cannot read the working directory: {e}")))?;
     let saved = saved::search_dirs(&cwd, saved::home_dir().as_deref());
-    let path = super::run::resolve_target(&args.script, &saved)?;
-    if read_wasm(&path)?.is_some() {
-        return Err(InputError::Invalid(format!(
-            "{} is already WebAssembly; build takes a script (.js)",
-            path.display()
-        ))
-        .into());
-    }
-    let script = Script::load(
-        &path,
-        CheckOptions {
-            strict: args.strict,
-        },
-    )?;
+    let check = CheckOptions {
+        strict: args.strict,
+    };
+    let (path, script) = match super::run::resolve_target(&args.script, &saved)? {
+        super::run::Target::Bundled(b) => (PathBuf::from(b.name), b.script(check)?),
+        super::run::Target::File(path) => {
+            if read_wasm(&path)?.is_some() {
+                return Err(InputError::Invalid(format!(
+                    "{} is already WebAssembly; build takes a script (.js)",
+                    path.display()
+                ))
+                .into());
+            }
+            let script = Script::load(&path, check)?;
+            (path, script)
+        }
+    };
     for w in &script.warnings {
         eprintln!(
             "warning: {}:{}:{}: {}",

@@ -112,20 +112,24 @@ fn prepare_and_run(args: RunArgs, record: &mut Option<RunRecord>) -> Result<Outc
     let cwd = std::env::current_dir()
         .map_err(|e| InputError::Invalid(format!("cannot read the working directory: {e}")))?;
     let saved = saved::search_dirs(&cwd, saved::home_dir().as_deref());
-    let path = resolve_target(&args.script, &saved)?;
+    let target = resolve_target(&args.script, &saved)?;
     let check = CheckOptions {
         strict: args.strict,
     };
+    super::refuse_if_disabled(&cwd)?;
     let engine = WorkflowEngine::new().map_err(RunError::Internal)?;
     // A compiled workflow (`wasmflow build`) runs like its script: the
     // script comes back out of the module's custom section.
-    let module = match super::module::read_wasm(&path)? {
-        Some(bytes) => Some(WorkflowModule::load(&engine, &path, &bytes, check)?),
-        None => None,
-    };
-    let script = match &module {
-        Some(m) => m.script.clone(),
-        None => Script::load(&path, check)?,
+    let (module, script) = match &target {
+        Target::Bundled(b) => (None, b.script(check)?),
+        Target::File(path) => match super::module::read_wasm(path)? {
+            Some(bytes) => {
+                let m = WorkflowModule::load(&engine, path, &bytes, check)?;
+                let script = m.script.clone();
+                (Some(m), script)
+            }
+            None => (None, Script::load(path, check)?),
+        },
     };
     for w in &script.warnings {
         eprintln!(
@@ -355,7 +359,15 @@ fn open_run_dir(
         }
     };
     info.name = script.name();
-    info.script_path = std::path::absolute(&script.path).unwrap_or_else(|_| script.path.clone());
+    // A bundled workflow is stored by name, which a resume looks up again.
+    info.script_path = if wasmflow::bundled::find(&script.path.to_string_lossy()).is_some()
+        && script.path.components().count() == 1
+        && !script.path.exists()
+    {
+        script.path.clone()
+    } else {
+        std::path::absolute(&script.path).unwrap_or_else(|_| script.path.clone())
+    };
     info.script_sha256 = wasmflow::key::sha256_hex(script.source.as_bytes());
     info.args = serde_json::from_str(args_json).unwrap_or(Value::Null);
     info.flags = super::runs::to_flags(args);
@@ -388,20 +400,35 @@ fn open_run_dir(
     }))
 }
 
-/// A path to a script, or the name of a saved workflow.
+/// What a name on the command line stands for.
+pub(crate) enum Target {
+    /// A script or component file.
+    File(PathBuf),
+    /// A workflow inside the binary.
+    Bundled(&'static wasmflow::bundled::Bundled),
+}
+
+/// A path to a script, or the name of a saved or bundled workflow (saved
+/// first).
 pub(crate) fn resolve_target(
     target: &str,
     saved: &[saved::SearchDir],
-) -> Result<PathBuf, InputError> {
+) -> Result<Target, InputError> {
     let path = Path::new(target);
     if path.exists()
         || target.ends_with(".js")
         || target.ends_with(".wasm")
         || target.contains(std::path::MAIN_SEPARATOR)
     {
-        return Ok(path.to_path_buf());
+        return Ok(Target::File(path.to_path_buf()));
     }
-    saved::find(target, saved).ok_or_else(|| InputError::Invalid(saved::not_found(target, saved)))
+    if let Some(found) = saved::find(target, saved) {
+        return Ok(Target::File(found));
+    }
+    if let Some(b) = wasmflow::bundled::find(target) {
+        return Ok(Target::Bundled(b));
+    }
+    Err(InputError::Invalid(saved::not_found(target, saved)))
 }
 
 fn read_args(args: &RunArgs) -> Result<String, InputError> {

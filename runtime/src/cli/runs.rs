@@ -57,9 +57,14 @@ pub enum RunsCommand {
 #[derive(Args, Debug)]
 pub struct ShowArgs {
     pub id: String,
-    /// Print run.json as it is.
+    /// Print run.json as it is (same as --format json).
     #[arg(long)]
     pub json: bool,
+    /// `text` (default), `md` (a Markdown report: phases, agents,
+    /// failures with reasons, tokens and cost by phase and model, the
+    /// result) or `json`.
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "md", "json"])]
+    pub format: Option<String>,
 }
 
 fn root() -> Result<PathBuf, String> {
@@ -69,7 +74,7 @@ fn root() -> Result<PathBuf, String> {
 }
 
 /// A run of the working directory and its run.json.
-fn open_run(id: &str) -> Result<(RunDir, RunInfo), String> {
+pub(crate) fn open_run(id: &str) -> Result<(RunDir, RunInfo), String> {
     let dir = RunDir::open(&root()?, id)?;
     let info = dir.read_info()?;
     Ok((dir, info))
@@ -375,14 +380,27 @@ pub fn show(args: ShowArgs) -> i32 {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&info).unwrap_or_default()
-        );
-        return exit::OK;
-    }
     let r = row(&info);
+    match args.format.as_deref() {
+        _ if args.json => {}
+        Some("json") => {}
+        Some("md") => {
+            print!(
+                "{}",
+                super::report::markdown(&info, r["status"].as_str().unwrap_or(""))
+            );
+            return exit::OK;
+        }
+        _ => return show_text(&dir, &info, &r),
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&info).unwrap_or_default()
+    );
+    exit::OK
+}
+
+fn show_text(dir: &RunDir, info: &RunInfo, r: &Value) -> i32 {
     let s = info.summary.clone().unwrap_or(Value::Null);
     println!("run       {}", info.id);
     println!("name      {}", info.name);
