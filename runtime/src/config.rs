@@ -139,6 +139,21 @@ pub struct ClaudeSection {
     pub disallowed_tools: Vec<String>,
 }
 
+/// `[plan]`: what estimates assume, and when `run` asks first.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSection {
+    /// Input tokens an agent is assumed to read (default 4,000).
+    pub input_tokens: Option<u64>,
+    /// Output tokens an agent is assumed to write (default 1,000).
+    pub output_tokens: Option<u64>,
+    /// `run` asks (or, without a terminal, refuses without `--yes`) when
+    /// the estimate is over this many agents (default 50).
+    pub confirm_agents: Option<u64>,
+    /// ... or over this many USD (default 5).
+    pub confirm_usd: Option<f64>,
+}
+
 /// One configuration file, or several merged.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -180,6 +195,9 @@ pub struct Config {
     #[serde(default)]
     /// `[claude]` settings.
     pub claude: ClaudeSection,
+    #[serde(default)]
+    /// `[plan]` settings.
+    pub plan: PlanSection,
 }
 
 impl Config {
@@ -283,6 +301,12 @@ impl Config {
             base_url: over.openai.base_url.or(self.openai.base_url),
             api_key_env: over.openai.api_key_env.or(self.openai.api_key_env),
             max_tokens: over.openai.max_tokens.or(self.openai.max_tokens),
+        };
+        self.plan = PlanSection {
+            input_tokens: over.plan.input_tokens.or(self.plan.input_tokens),
+            output_tokens: over.plan.output_tokens.or(self.plan.output_tokens),
+            confirm_agents: over.plan.confirm_agents.or(self.plan.confirm_agents),
+            confirm_usd: over.plan.confirm_usd.or(self.plan.confirm_usd),
         };
         self.claude = ClaudeSection {
             command: over.claude.command.or(self.claude.command),

@@ -45,6 +45,7 @@ pub mod key;
 pub mod limits;
 pub mod module;
 pub mod options;
+pub mod plan;
 pub mod record;
 pub mod run_dir;
 pub mod saved;

@@ -247,3 +247,152 @@ fn show_writes_a_markdown_report() {
     // haiku has a list price: the cost is a number, by phase and in total.
     assert!(!md.contains("unknown (unpriced)"), "{md}");
 }
+
+/// `plan` on every example counts the agents a real run starts, by phase
+/// and by model, and prices them from the price table.
+#[test]
+fn plan_counts_what_a_real_run_starts_and_prices_it() {
+    let ex = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let prices = wasmflow::config::Config::default();
+    let mut names: Vec<String> = std::fs::read_dir(&ex)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".js").map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    assert!(names.len() >= 5);
+    for name in names {
+        let dir = temp_dir("plan");
+        let script = ex.join(format!("{name}.js"));
+        let rules = ex.join(format!("{name}.rules.json"));
+        let flags = [
+            "--sim-rules",
+            rules.to_str().unwrap(),
+            "--model",
+            "haiku",
+            "--json",
+            "--quiet",
+        ];
+        let real = run_in(&dir, script.to_str().unwrap(), &flags);
+        assert_eq!(real.code, 0, "{name}: {}", real.stderr);
+        let real = real.json();
+        let mut argv = vec!["plan", script.to_str().unwrap()];
+        argv.extend(flags);
+        let (code, stdout, stderr) = cli(&dir, &argv);
+        assert_eq!(code, 0, "{name}: {stderr}");
+        let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let e = &plan["estimate"];
+        assert_eq!(e["ended"], "ok", "{name}");
+        assert_eq!(e["agents"], real["agents"]["spawned"], "{name}: agents");
+        for group in ["by_phase", "by_model"] {
+            let counts = |v: &serde_json::Value| -> Vec<(String, u64)> {
+                v.as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, l)| (k.clone(), l["agents"].as_u64().unwrap()))
+                    .collect()
+            };
+            assert_eq!(
+                counts(&e[group]),
+                counts(&real["cost"][group]),
+                "{name}: agents {group}"
+            );
+        }
+        let mut total = 0.0;
+        for (model, line) in e["by_model"].as_object().unwrap() {
+            let price = prices
+                .price(model)
+                .unwrap_or_else(|| panic!("{model} has a price"));
+            let expected = (line["input"].as_u64().unwrap() as f64 * price.input
+                + line["output"].as_u64().unwrap() as f64 * price.output)
+                / 1e6;
+            let got = line["usd"].as_f64().unwrap();
+            assert!(
+                (got - expected).abs() < 1e-9,
+                "{name} {model}: {got} vs {expected}"
+            );
+            total += expected;
+        }
+        let usd = e["usd"].as_f64().unwrap();
+        assert!((usd - total).abs() < 1e-9, "{name}: total {usd} vs {total}");
+        let text = wasmflow()
+            .current_dir(&dir)
+            .env("HOME", &dir)
+            .args(["plan", script.to_str().unwrap(), "--model", "haiku"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(
+            text.contains("assumptions:") && text.contains("input tokens"),
+            "{text}"
+        );
+    }
+}
+
+/// Over the threshold, a run without a terminal refuses unless `--yes`;
+/// the sim backend costs nothing and never asks.
+#[test]
+fn a_run_over_the_threshold_refuses_without_yes() {
+    let dir = temp_dir("confirm");
+    std::fs::write(dir.join("wasmflow.toml"), "[plan]\nconfirm_agents = 3\n").unwrap();
+    std::fs::write(
+        dir.join("flow.js"),
+        "const r = await parallel([1, 2, 3, 4, 5].map(i => () => agent(`text:${i}`)))\nreturn r\n",
+    )
+    .unwrap();
+    let agent = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/fake-agent.py");
+    let exec = format!("python3 {}", agent.display());
+    let log = dir.join("agents.log");
+    let out = run_env(
+        &dir,
+        "flow.js",
+        &["--exec", &exec, "--json", "--quiet"],
+        &[("FAKE_AGENT_LOG", log.to_str().unwrap())],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("about 5 agents")
+            && out.stderr.contains("threshold of 3 agents")
+            && out.stderr.contains("--yes"),
+        "{}",
+        out.stderr
+    );
+    assert!(!log.exists(), "no agent may start");
+    assert!(
+        !dir.join(".wasmflow/runs").exists()
+            || std::fs::read_dir(dir.join(".wasmflow/runs"))
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().path().is_dir())
+                .count()
+                == 0
+    );
+    let out = run_env(
+        &dir,
+        "flow.js",
+        &["--exec", &exec, "--json", "--quiet", "--yes"],
+        &[("FAKE_AGENT_LOG", log.to_str().unwrap())],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.json()["result"],
+        serde_json::json!(["1", "2", "3", "4", "5"])
+    );
+    // A price threshold too: $0.01 is crossed by 5 opus agents as assumed.
+    std::fs::write(dir.join("wasmflow.toml"), "[plan]\nconfirm_usd = 0.01\n").unwrap();
+    let out = run_env(
+        &dir,
+        "flow.js",
+        &["--exec", &exec, "--model", "opus", "--quiet"],
+        &[],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("about $") && out.stderr.contains("--yes"),
+        "{}",
+        out.stderr
+    );
+    let out = run_in(&dir, "flow.js", &["--quiet", "--model", "opus"]);
+    assert_eq!(out.code, 0, "the sim backend never asks: {}", out.stderr);
+}

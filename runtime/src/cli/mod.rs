@@ -10,6 +10,7 @@ mod backends;
 mod bench;
 mod list;
 mod module;
+mod plan;
 mod report;
 mod run;
 mod runs;
@@ -34,6 +35,9 @@ enum Command {
     /// Run a workflow (a script, a compiled .wasm, or a saved workflow's
     /// name); its result goes to stdout as JSON.
     Run(Box<RunArgs>),
+    /// Show a workflow's meta and estimate its agents, tokens and cost from
+    /// a dry run on simulated agents (takes every `run` flag).
+    Plan(Box<RunArgs>),
     /// Compile a workflow script to a WebAssembly component of the
     /// wasmflow:workflow world (runs with `wasmflow run flow.wasm`, jco,
     /// wasmtime-py or any component host).
@@ -167,6 +171,10 @@ pub struct RunArgs {
     /// (JSON): the table tests/embed hosts replay.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+    /// Start without asking, even when the estimate is over the
+    /// confirmation threshold ([plan] confirm_agents / confirm_usd).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     /// Unknown agent() options and meta keys are errors, not warnings.
     #[arg(long)]
     pub strict: bool,
@@ -280,6 +288,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Build(args) => module::build(args),
+        Command::Plan(args) => plan::plan(*args),
         Command::Inspect(args) => module::inspect(args),
         Command::Resume(args) => runs::resume(args),
         Command::Stop(args) => runs::stop(args),

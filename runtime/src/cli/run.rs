@@ -118,19 +118,7 @@ fn prepare_and_run(args: RunArgs, record: &mut Option<RunRecord>) -> Result<Outc
     };
     super::refuse_if_disabled(&cwd)?;
     let engine = WorkflowEngine::new().map_err(RunError::Internal)?;
-    // A compiled workflow (`wasmflow build`) runs like its script: the
-    // script comes back out of the module's custom section.
-    let (module, script) = match &target {
-        Target::Bundled(b) => (None, b.script(check)?),
-        Target::File(path) => match super::module::read_wasm(path)? {
-            Some(bytes) => {
-                let m = WorkflowModule::load(&engine, path, &bytes, check)?;
-                let script = m.script.clone();
-                (Some(m), script)
-            }
-            None => (None, Script::load(path, check)?),
-        },
-    };
+    let (module, script) = load_program(&engine, &target, check)?;
     for w in &script.warnings {
         eprintln!(
             "warning: {}:{}:{}: {}",
@@ -156,32 +144,20 @@ fn prepare_and_run(args: RunArgs, record: &mut Option<RunRecord>) -> Result<Outc
         args_json = info.args.to_string();
     }
     let (file_config, _files) = Config::load(&cwd, saved::home_dir().as_deref())?;
-    let backend_name = args
-        .backend
-        .clone()
-        .or_else(|| args.exec_command.as_ref().map(|_| "exec".to_string()))
-        .or_else(|| file_config.backend.clone())
-        .unwrap_or_else(|| "sim".into());
-    let default_model = match args
-        .model
-        .clone()
-        .or_else(|| file_config.default_model.clone())
-    {
-        Some(m) => Some(m),
-        // Never silently the most expensive model: the middle one, said.
-        None if backend_name == "claude" || backend_name == "anthropic" => {
-            if !args.quiet {
-                eprintln!(
-                    "wasmflow: no default model set: agents that name none use sonnet ({}); set default_model in wasmflow.toml or pass --model",
-                    file_config.model_id("sonnet")
-                );
-            }
-            Some("sonnet".to_string())
-        }
-        None => None,
-    };
+    let backend_name = backend_name(&args, &file_config);
+    let default_model = default_model(&args, &file_config, &backend_name, !args.quiet);
     if let Some(max) = args.max_cost {
         check_prices(&script, &file_config, default_model.as_deref(), max)?;
+    }
+    // Real agents cost money: over the threshold, ask first (or, without a
+    // terminal, refuse without --yes). Resumes were agreed to already.
+    if backend_name != "sim" && !args.yes && args.resume.is_none() {
+        let program = match &module {
+            Some(m) => Program::Module(m),
+            None => Program::Script(&script),
+        };
+        let estimate = super::plan::estimate_for(&args, &engine, program, &file_config, &saved)?;
+        super::plan::confirm(&estimate, &file_config, &script)?;
     }
     let agent_timeout = match (args.agent_timeout, &file_config.agent_timeout) {
         (Some(t), _) => t,
@@ -204,28 +180,7 @@ fn prepare_and_run(args: RunArgs, record: &mut Option<RunRecord>) -> Result<Outc
             path: args.events.clone().unwrap_or_default(),
             reason: e.to_string(),
         })?;
-    let limits = Limits {
-        concurrency: args
-            .concurrency
-            .or(file_config.concurrency)
-            .unwrap_or(Limits::DEFAULT_CONCURRENCY),
-        max_agents: args
-            .max_agents
-            .or(file_config.max_agents)
-            .unwrap_or(Limits::DEFAULT_MAX_AGENTS),
-        fuel_per_slice: args.cpu_limit,
-        memory_bytes: args.memory_limit,
-        wall_clock: args.timeout,
-        sizes: wasmflow::Sizes {
-            prompt: args.max_prompt,
-            options: args.max_options,
-            schema: args.max_schema,
-            result: args.max_result,
-            log_line: args.max_log_line,
-            log_lines_per_sec: args.log_rate,
-            agent_output: args.max_agent_output,
-        },
-    };
+    let limits = limits(&args, &file_config);
     let durability = open_run_dir(&args, &cwd, &script, &args_json, record)?;
     let recorded_args: Value = serde_json::from_str(&args_json).unwrap_or(Value::Null);
     let config = RunConfig {
@@ -296,6 +251,68 @@ fn prepare_and_run(args: RunArgs, record: &mut Option<RunRecord>) -> Result<Outc
         })?;
     }
     Ok((outcome.result, outcome.stats))
+}
+
+/// `--backend`, else `--exec`'s, else the config's, else `sim`.
+pub(crate) fn backend_name(args: &RunArgs, file_config: &Config) -> String {
+    args.backend
+        .clone()
+        .or_else(|| args.exec_command.as_ref().map(|_| "exec".to_string()))
+        .or_else(|| file_config.backend.clone())
+        .unwrap_or_else(|| "sim".into())
+}
+
+/// `--model`, else the config's `default_model`; for the Claude backends
+/// never silently the most expensive model: the middle one, said.
+pub(crate) fn default_model(
+    args: &RunArgs,
+    file_config: &Config,
+    backend_name: &str,
+    say: bool,
+) -> Option<String> {
+    match args
+        .model
+        .clone()
+        .or_else(|| file_config.default_model.clone())
+    {
+        Some(m) => Some(m),
+        None if backend_name == "claude" || backend_name == "anthropic" => {
+            if say {
+                eprintln!(
+                    "wasmflow: no default model set: agents that name none use sonnet ({}); set default_model in wasmflow.toml or pass --model",
+                    file_config.model_id("sonnet")
+                );
+            }
+            Some("sonnet".to_string())
+        }
+        None => None,
+    }
+}
+
+/// The caps and bounds from flags and config.
+pub(crate) fn limits(args: &RunArgs, file_config: &Config) -> Limits {
+    Limits {
+        concurrency: args
+            .concurrency
+            .or(file_config.concurrency)
+            .unwrap_or(Limits::DEFAULT_CONCURRENCY),
+        max_agents: args
+            .max_agents
+            .or(file_config.max_agents)
+            .unwrap_or(Limits::DEFAULT_MAX_AGENTS),
+        fuel_per_slice: args.cpu_limit,
+        memory_bytes: args.memory_limit,
+        wall_clock: args.timeout,
+        sizes: wasmflow::Sizes {
+            prompt: args.max_prompt,
+            options: args.max_options,
+            schema: args.max_schema,
+            result: args.max_result,
+            log_line: args.max_log_line,
+            log_lines_per_sec: args.log_rate,
+            agent_output: args.max_agent_output,
+        },
+    }
 }
 
 /// Creates the run's directory, or opens the one `--resume` names and
@@ -400,6 +417,27 @@ fn open_run_dir(
     }))
 }
 
+/// The script, and the component when the target is one: a compiled
+/// workflow (`wasmflow build`) runs like its script, which comes back out
+/// of the module's custom section.
+pub(crate) fn load_program(
+    engine: &WorkflowEngine,
+    target: &Target,
+    check: CheckOptions,
+) -> Result<(Option<WorkflowModule>, Script), RunError> {
+    Ok(match target {
+        Target::Bundled(b) => (None, b.script(check)?),
+        Target::File(path) => match super::module::read_wasm(path)? {
+            Some(bytes) => {
+                let m = WorkflowModule::load(engine, path, &bytes, check)?;
+                let script = m.script.clone();
+                (Some(m), script)
+            }
+            None => (None, Script::load(path, check)?),
+        },
+    })
+}
+
 /// What a name on the command line stands for.
 pub(crate) enum Target {
     /// A script or component file.
@@ -431,7 +469,7 @@ pub(crate) fn resolve_target(
     Err(InputError::Invalid(saved::not_found(target, saved)))
 }
 
-fn read_args(args: &RunArgs) -> Result<String, InputError> {
+pub(crate) fn read_args(args: &RunArgs) -> Result<String, InputError> {
     if !args.text.is_empty() {
         if args.args.is_some() || args.args_file.is_some() {
             return Err(InputError::Invalid(
