@@ -66,19 +66,13 @@ pub struct AgentEnded<'a> {
     pub usd: Option<f64>,
 }
 
-/// `12.3k` for token counts.
-fn tokens(n: u64) -> String {
-    match n {
-        0..1_000 => n.to_string(),
-        1_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
-        _ => format!("{:.1}M", n as f64 / 1e6),
-    }
-}
+use crate::live::{LiveView, tokens};
 
 /// Where events go. Writing the event file is best-effort after the first
 /// error, which is reported once: a full disk must not kill a paid run.
 pub struct EventSink {
     progress: bool,
+    live: Option<LiveView>,
     file: Option<BufWriter<File>>,
     file_error_reported: bool,
     start: Instant,
@@ -90,6 +84,7 @@ impl EventSink {
         let file = events.map(File::create).transpose()?.map(BufWriter::new);
         Ok(EventSink {
             progress,
+            live: None,
             file,
             file_error_reported: false,
             start: Instant::now(),
@@ -100,6 +95,7 @@ impl EventSink {
     pub fn silent() -> EventSink {
         EventSink {
             progress: false,
+            live: None,
             file: None,
             file_error_reported: false,
             start: Instant::now(),
@@ -121,13 +117,24 @@ impl EventSink {
         }
     }
 
-    /// Whether per-agent events are recorded (an events file is open).
+    /// Shows progress in `view` (a terminal) instead of as lines.
+    pub fn with_live(mut self, view: LiveView) -> EventSink {
+        self.progress = false;
+        self.live = Some(view);
+        self
+    }
+
+    /// Whether queued and started agents are wanted (an events file, or
+    /// the live view).
     pub fn records_agents(&self) -> bool {
-        self.file.is_some()
+        self.file.is_some() || self.live.is_some()
     }
 
     /// The script entered a phase.
     pub fn phase(&mut self, title: &str) {
+        if let Some(live) = &self.live {
+            live.phase(title);
+        }
         if self.progress {
             eprintln!("wasmflow: ▸ phase {title}");
         }
@@ -136,7 +143,12 @@ impl EventSink {
 
     /// A `log()` or `console.*` line.
     pub fn log(&mut self, level: Level, message: &str) {
-        if self.progress || level >= Level::Warn {
+        if let Some(live) = &self.live {
+            match level {
+                Level::Info | Level::Debug => live.line(message),
+                _ => live.line(&format!("{}: {message}", level.as_str())),
+            }
+        } else if self.progress || level >= Level::Warn {
             match level {
                 Level::Info | Level::Debug => eprintln!("{message}"),
                 _ => eprintln!("{}: {message}", level.as_str()),
@@ -147,6 +159,9 @@ impl EventSink {
 
     /// An agent waits for a free slot.
     pub fn agent_queued(&mut self, id: u64, label: &str, phase: Option<&str>) {
+        if let Some(live) = &self.live {
+            live.queued(id, phase);
+        }
         if self.file.is_none() {
             return;
         }
@@ -154,7 +169,16 @@ impl EventSink {
     }
 
     /// An agent started.
-    pub fn agent_started(&mut self, id: u64, label: &str, phase: Option<&str>) {
+    pub fn agent_started(
+        &mut self,
+        id: u64,
+        label: &str,
+        phase: Option<&str>,
+        model: Option<&str>,
+    ) {
+        if let Some(live) = &self.live {
+            live.started(id, label, phase, model);
+        }
         if self.file.is_none() {
             return;
         }
@@ -172,6 +196,9 @@ impl EventSink {
             usage,
             usd,
         } = a;
+        if let Some(live) = &self.live {
+            live.finished(id, phase, failure.is_some(), usage, usd);
+        }
         if self.progress {
             let tally = format!(
                 "{} done, {} failed, {} running, {} queued",
@@ -225,6 +252,9 @@ impl EventSink {
 
     /// A line for the user (stderr only).
     pub fn note(&mut self, message: &str) {
+        if let Some(live) = &self.live {
+            live.line(&format!("wasmflow: {message}"));
+        }
         if self.progress {
             eprintln!("wasmflow: {message}");
         }
@@ -232,6 +262,9 @@ impl EventSink {
 
     /// The run ended with `status`.
     pub fn run_finished(&mut self, status: &str) {
+        if let Some(live) = self.live.as_mut() {
+            live.finish();
+        }
         self.write(json!({"type": "run_finished", "status": status}));
         if let Some(f) = self.file.as_mut()
             && let Err(e) = f.flush()

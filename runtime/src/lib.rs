@@ -43,6 +43,7 @@ pub mod host;
 pub mod journal;
 pub mod key;
 pub mod limits;
+pub mod live;
 pub mod module;
 pub mod options;
 pub mod plan;

@@ -231,7 +231,7 @@ impl Scheduler {
             let label = request.display_label();
             let phase = request.phase.clone();
             let model = request.model.clone();
-            events.agent_started(id, &label, phase.as_deref());
+            events.agent_started(id, &label, phase.as_deref(), model.as_deref());
             let tx = self.tx.clone();
             let work = run_agent(self.backend.clone(), request, self.schema_tries);
             let task = tokio::spawn(async move {

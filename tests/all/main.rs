@@ -17,6 +17,7 @@ mod http_backends;
 mod limits;
 mod modules;
 mod operator;
+mod progress;
 mod properties;
 mod routing;
 mod script_results;

@@ -173,17 +173,33 @@ fn run_driven(
     backend: Arc<dyn AgentBackend>,
     driver: DriverKind,
 ) -> Result<Duration, String> {
+    run_with(engine, source, backend, driver, false)
+}
+
+/// `live`: the live progress view draws (into a sink) as on a terminal.
+fn run_with(
+    engine: &WorkflowEngine,
+    source: &str,
+    backend: Arc<dyn AgentBackend>,
+    driver: DriverKind,
+    live: bool,
+) -> Result<Duration, String> {
     let script = bench_script(source)?;
     let mut config = RunConfig::new(backend);
     config.default_model = Some("bench-model".into());
     config.driver = driver;
+    let events = if live {
+        EventSink::silent().with_live(wasmflow::live::LiveView::new(
+            "bench",
+            &[],
+            Box::new(std::io::sink()),
+            120,
+        ))
+    } else {
+        EventSink::silent()
+    };
     let start = Instant::now();
-    let outcome = run_program(
-        engine,
-        Program::Script(&script),
-        config,
-        EventSink::silent(),
-    );
+    let outcome = run_program(engine, Program::Script(&script), config, events);
     let took = start.elapsed();
     outcome.result.map_err(|e| e.to_string())?;
     Ok(took)
@@ -398,6 +414,13 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
         Ok(median(runs))
     };
     let par_blocking = blocking(PARALLEL_1000)?;
+    let live = {
+        run_with(&engine, PARALLEL_1000, sim(), DriverKind::Poll, true)?;
+        let runs = (0..n.min(10))
+            .map(|_| run_with(&engine, PARALLEL_1000, sim(), DriverKind::Poll, true))
+            .collect::<Result<Vec<_>, _>>()?;
+        median(runs)
+    };
     let seq_blocking = blocking(SEQUENCE_1000)?;
     let modules = module_figures(&engine, n.min(20))?;
     let root = std::env::temp_dir().join(format!("wasmflow-bench-runs-{}", std::process::id()));
@@ -438,6 +461,7 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
         "openai_local_parallel_1000_agents_ms": http_par.as_secs_f64() * 1e3,
         "openai_local_us_per_agent": us(http_par) / 1000.0,
         "blocking_parallel_us_per_agent": us(par_blocking) / 1000.0,
+        "live_progress_parallel_us_per_agent": us(live) / 1000.0,
         "blocking_sequence_us_per_agent": us(seq_blocking) / 1000.0,
         "module_build_ms": modules.build.as_secs_f64() * 1e3,
         "module_bytes": modules.size,
@@ -491,6 +515,10 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
         println!(
             "1,000 agents, blocking driver, sequence {:>9.2} us/agent",
             us(seq_blocking) / 1000.0
+        );
+        println!(
+            "1,000 agents, parallel, live progress   {:>9.2} us/agent",
+            us(live) / 1000.0
         );
         println!(
             "wasmflow build (engine cached)          {:>9.2} ms   (target <= 100 ms)",

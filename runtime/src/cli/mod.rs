@@ -197,6 +197,11 @@ pub struct RunArgs {
     /// No progress lines on stderr (warnings and errors still show).
     #[arg(long, short)]
     pub quiet: bool,
+    /// `live`: a tree of phases and running agents redrawn in place (the
+    /// default on a terminal); `plain`: one line per event (the default
+    /// otherwise).
+    #[arg(long, value_name = "MODE", value_parser = ["live", "plain"])]
+    pub progress: Option<String>,
     /// sim backend: latency of every agent without a rule, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub sim_latency: u64,

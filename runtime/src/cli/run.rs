@@ -174,14 +174,40 @@ fn prepare_and_run(args: RunArgs, record: &mut Option<RunRecord>) -> Result<Outc
         default_model.as_deref(),
         agent_timeout,
     )?;
-    let events =
-        EventSink::new(!args.quiet, args.events.as_deref()).map_err(|e| InputError::Output {
+    let live = match args.progress.as_deref() {
+        _ if args.quiet => false,
+        Some("live") => true,
+        Some(_) => false,
+        None => {
+            use std::io::IsTerminal;
+            std::io::stderr().is_terminal() && std::env::var("TERM").map_or(true, |t| t != "dumb")
+        }
+    };
+    let mut events = EventSink::new(!args.quiet && !live, args.events.as_deref()).map_err(|e| {
+        InputError::Output {
             what: "the events file",
             path: args.events.clone().unwrap_or_default(),
             reason: e.to_string(),
-        })?;
+        }
+    })?;
     let limits = limits(&args, &file_config);
     let durability = open_run_dir(&args, &cwd, &script, &args_json, record)?;
+    // After the lines above: the view redraws over what follows it.
+    if live {
+        let phases: Vec<(String, Option<String>)> = script
+            .meta
+            .iter()
+            .flat_map(|m| m.phases.iter())
+            .map(|p| (p.title.clone(), p.model.clone()))
+            .collect();
+        let width = wasmflow::live::terminal_width().unwrap_or(100);
+        events = events.with_live(wasmflow::live::LiveView::new(
+            &script.name(),
+            &phases,
+            Box::new(std::io::stderr()),
+            width,
+        ));
+    }
     let recorded_args: Value = serde_json::from_str(&args_json).unwrap_or(Value::Null);
     let config = RunConfig {
         limits,
