@@ -157,15 +157,16 @@ impl EventSink {
         self.write(json!({"type": "log", "level": level.as_str(), "message": message}));
     }
 
-    /// An agent waits for a free slot.
-    pub fn agent_queued(&mut self, id: u64, label: &str, phase: Option<&str>) {
+    /// An agent waits for a free slot; `label` is made only when an
+    /// events file wants it.
+    pub fn agent_queued(&mut self, id: u64, label: impl FnOnce() -> String, phase: Option<&str>) {
         if let Some(live) = &self.live {
-            live.queued(id, phase);
+            live.queued(phase);
         }
         if self.file.is_none() {
             return;
         }
-        self.write(json!({"type": "agent_queued", "id": id, "label": label, "phase": phase}));
+        self.write(json!({"type": "agent_queued", "id": id, "label": label(), "phase": phase}));
     }
 
     /// An agent started.

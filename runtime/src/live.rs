@@ -39,7 +39,8 @@ struct PhaseRow {
 #[derive(Debug)]
 struct RunningRow {
     label: String,
-    phase: String,
+    /// Index into `Board::phases`.
+    phase: usize,
     model: Option<String>,
     started: Instant,
 }
@@ -50,7 +51,6 @@ struct Board {
     start: Instant,
     phases: Vec<PhaseRow>,
     running: BTreeMap<u64, RunningRow>,
-    queued: BTreeMap<u64, String>,
     /// Lines to print above the tree at the next draw.
     pending: Vec<String>,
     /// Lines the last tree took (the cursor goes back up over them).
@@ -91,7 +91,6 @@ impl LiveView {
                 })
                 .collect(),
             running: BTreeMap::new(),
-            queued: BTreeMap::new(),
             pending: Vec::new(),
             drawn: 0,
             finished: false,
@@ -142,25 +141,21 @@ impl LiveView {
         });
     }
 
-    /// An agent is waiting for a slot.
-    pub fn queued(&self, id: u64, phase: Option<&str>) {
+    /// An agent is waiting for a slot (`started` later names the same
+    /// phase).
+    pub fn queued(&self, phase: Option<&str>) {
         self.with(|b| {
-            let phase = phase.unwrap_or(OUTSIDE).to_string();
-            b.row(&phase).queued += 1;
-            b.queued.insert(id, phase);
+            b.row(phase.unwrap_or(OUTSIDE)).queued += 1;
         });
     }
 
     /// An agent started.
     pub fn started(&self, id: u64, label: &str, phase: Option<&str>, model: Option<&str>) {
         self.with(|b| {
-            if let Some(p) = b.queued.remove(&id) {
-                let row = b.row(&p);
-                row.queued = row.queued.saturating_sub(1);
-            }
-            let phase = phase.unwrap_or(OUTSIDE).to_string();
             let now = Instant::now();
-            let row = b.row(&phase);
+            let phase = b.index(phase.unwrap_or(OUTSIDE));
+            let row = &mut b.phases[phase];
+            row.queued = row.queued.saturating_sub(1);
             row.first.get_or_insert(now);
             b.running.insert(
                 id,
@@ -184,12 +179,11 @@ impl LiveView {
         usd: Option<f64>,
     ) {
         self.with(|b| {
-            let phase = b
-                .running
-                .remove(&id)
-                .map(|r| r.phase)
-                .unwrap_or_else(|| phase.unwrap_or(OUTSIDE).to_string());
-            let row = b.row(&phase);
+            let phase = match b.running.remove(&id) {
+                Some(r) => r.phase,
+                None => b.index(phase.unwrap_or(OUTSIDE)),
+            };
+            let row = &mut b.phases[phase];
             if failed {
                 row.failed += 1;
             } else {
@@ -234,7 +228,13 @@ impl Drop for LiveView {
 
 impl Board {
     fn row(&mut self, title: &str) -> &mut PhaseRow {
-        let i = match self.phases.iter().position(|p| p.title == title) {
+        let i = self.index(title);
+        &mut self.phases[i]
+    }
+
+    /// The phase's row, added when new.
+    fn index(&mut self, title: &str) -> usize {
+        match self.phases.iter().position(|p| p.title == title) {
             Some(i) => i,
             None => {
                 self.phases.push(PhaseRow {
@@ -243,8 +243,7 @@ impl Board {
                 });
                 self.phases.len() - 1
             }
-        };
-        &mut self.phases[i]
+        }
     }
 
     fn lines(&self) -> Vec<String> {
@@ -281,12 +280,9 @@ impl Board {
             tokens(output),
             cost(usd, priced, unpriced)
         ));
-        for p in &self.phases {
-            let running: Vec<&RunningRow> = self
-                .running
-                .values()
-                .filter(|r| r.phase == p.title)
-                .collect();
+        for (i, p) in self.phases.iter().enumerate() {
+            let running: Vec<&RunningRow> =
+                self.running.values().filter(|r| r.phase == i).collect();
             let started = p.first.is_some() || !running.is_empty() || p.queued > 0;
             let mark = if !started {
                 " "

@@ -214,7 +214,7 @@ impl Scheduler {
         if events.records_agents() {
             events.agent_queued(
                 request.id,
-                &request.display_label(),
+                || request.display_label(),
                 request.phase.as_deref(),
             );
         }
