@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 secs="${FUZZ_SECONDS:-20}"
-for target in host_interface round_trip scripts; do
+for target in host_interface round_trip scripts loader; do
   log="target/smoke-$target.log"
   mkdir -p target
   echo "== fuzz $target (${secs}s)"
