@@ -1177,6 +1177,14 @@ impl<S: StoreAccess> Run<S> {
             )));
         };
         serde_json::from_str(&json).map_err(|e| {
+            // The guest's JSON.stringify nests as deep as its stack allows;
+            // the host reads 128 levels (deeper would risk its own stack).
+            if e.to_string().starts_with("recursion limit exceeded") {
+                return RunError::Limit {
+                    kind: LimitKind::ResultDepth,
+                    message: "the script's result nests arrays and objects more than 128 levels deep, deeper than wasmflow reads back: return a flatter value".into(),
+                };
+            }
             RunError::Internal(anyhow::anyhow!(
                 "the engine reported a result that is not JSON: {e}"
             ))

@@ -146,6 +146,8 @@ pub enum LimitKind {
     CircuitBreaker,
     /// The script's result is larger than `--max-result`.
     ResultSize,
+    /// The script's result nests deeper than the host reads (128 levels).
+    ResultDepth,
 }
 
 /// Why a run did not produce a result.

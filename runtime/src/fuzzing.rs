@@ -318,6 +318,11 @@ pub fn round_trip(engine: &WorkflowEngine, prompt: &str, options: &ArbJson, outc
         Ok(v) => v,
         // Prompts or options over the size bounds are refused cleanly.
         Err(RunError::Script(f)) if f.message.contains("--max-") => return,
+        // Values nested past the host's 128 levels end the run cleanly.
+        Err(RunError::Limit {
+            kind: crate::error::LimitKind::ResultDepth,
+            ..
+        }) => return,
         Err(e) => panic!("round trip failed: {e}"),
     };
     let sent = seen.lock().map(|s| s.clone()).unwrap_or_default();

@@ -46,6 +46,13 @@ fn prompts_options_and_outcomes_cross_the_boundary_unchanged() {
         let outcome = Outcome::arbitrary(&mut u).unwrap_or(Outcome::Text(String::new()));
         fuzzing::round_trip(&engine, &prompt, &options, outcome);
     }
+    // A crash the round_trip target found: an outcome nested deeper than
+    // the host reads back (now a clean limit error, not an internal one).
+    let mut deep = ArbJson::Int(1);
+    for _ in 0..200 {
+        deep = ArbJson::List(vec![deep]);
+    }
+    fuzzing::round_trip(&engine, "deep", &ArbJson::Null, Outcome::Json(deep));
     // Corners the generator rarely reaches.
     for prompt in ["", "\u{0}", "😀\u{2028}\u{FEFF}", "\\\"'`${x}"] {
         fuzzing::round_trip(
