@@ -317,7 +317,11 @@ pub fn round_trip(engine: &WorkflowEngine, prompt: &str, options: &ArbJson, outc
     let result = match outcome_run.result {
         Ok(v) => v,
         // Prompts or options over the size bounds are refused cleanly.
-        Err(RunError::Script(f)) if f.message.contains("--max-") => return,
+        Err(RunError::Script(f))
+            if f.message.contains("--max-") || f.message.contains("128 levels") =>
+        {
+            return;
+        }
         // Values nested past the host's 128 levels end the run cleanly.
         Err(RunError::Limit {
             kind: crate::error::LimitKind::ResultDepth,

@@ -351,6 +351,11 @@ impl host::Host for HostState {
                     "agent(): opts must be an object".into(),
                 ));
             }
+            Err(e) if e.to_string().starts_with("recursion limit exceeded") => {
+                return Err(SpawnError::Invalid(
+                    "agent(): opts nest arrays and objects more than 128 levels deep, deeper than wasmflow reads: pass a flatter value".into(),
+                ));
+            }
             Err(e) => {
                 return Err(SpawnError::Invalid(format!(
                     "agent(): opts are not valid JSON: {e}"

@@ -52,7 +52,14 @@ fn prompts_options_and_outcomes_cross_the_boundary_unchanged() {
     for _ in 0..200 {
         deep = ArbJson::List(vec![deep]);
     }
-    fuzzing::round_trip(&engine, "deep", &ArbJson::Null, Outcome::Json(deep));
+    fuzzing::round_trip(&engine, "deep", &ArbJson::Null, Outcome::Json(deep.clone()));
+    // ... and options as deep (a clean TypeError in the script).
+    fuzzing::round_trip(
+        &engine,
+        "deep opts",
+        &ArbJson::Object(vec![("context".into(), deep)]),
+        Outcome::Text("x".into()),
+    );
     // Corners the generator rarely reaches.
     for prompt in ["", "\u{0}", "😀\u{2028}\u{FEFF}", "\\\"'`${x}"] {
         fuzzing::round_trip(
