@@ -21,7 +21,7 @@ enum Input {
 
 fuzz_target!(|input: Input| {
     match input {
-        Input::Raw(source) => script(engine(), &source),
-        Input::Grammar(stmts) => script(engine(), &render(&stmts)),
+        Input::Raw(source) => drop(script(engine(), &source)),
+        Input::Grammar(stmts) => drop(script(engine(), &render(&stmts))),
     }
 });

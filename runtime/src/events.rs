@@ -72,6 +72,9 @@ use crate::live::{LiveView, tokens};
 /// error, which is reported once: a full disk must not kill a paid run.
 pub struct EventSink {
     progress: bool,
+    /// Script warnings reach stderr even without progress (`--quiet`
+    /// keeps them); a silent sink drops them.
+    warnings: bool,
     live: Option<LiveView>,
     file: Option<BufWriter<File>>,
     file_error_reported: bool,
@@ -84,6 +87,7 @@ impl EventSink {
         let file = events.map(File::create).transpose()?.map(BufWriter::new);
         Ok(EventSink {
             progress,
+            warnings: true,
             live: None,
             file,
             file_error_reported: false,
@@ -95,6 +99,7 @@ impl EventSink {
     pub fn silent() -> EventSink {
         EventSink {
             progress: false,
+            warnings: false,
             live: None,
             file: None,
             file_error_reported: false,
@@ -148,7 +153,7 @@ impl EventSink {
                 Level::Info | Level::Debug => live.line(message),
                 _ => live.line(&format!("{}: {message}", level.as_str())),
             }
-        } else if self.progress || level >= Level::Warn {
+        } else if self.progress || (self.warnings && level >= Level::Warn) {
             match level {
                 Level::Info | Level::Debug => eprintln!("{message}"),
                 _ => eprintln!("{}: {message}", level.as_str()),

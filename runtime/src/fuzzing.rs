@@ -345,32 +345,21 @@ pub fn round_trip(engine: &WorkflowEngine, prompt: &str, options: &ArbJson, outc
 
 /// Runs arbitrary source under small bounds: a clean result or a clean
 /// error, never a host crash, a hang past the wall clock, or an internal
-/// error.
-pub fn script(engine: &WorkflowEngine, source: &str) {
+/// error. Returns how the run ended (`None`: the static checks refused it).
+pub fn script(engine: &WorkflowEngine, source: &str) -> Option<crate::RunOutcome> {
     let Ok(script) = Script::from_source(
         "fuzz.js".into(),
         "fuzz.js".into(),
         source.into(),
         Default::default(),
     ) else {
-        return; // refused by the checks: a clean error
+        return None; // refused by the checks: a clean error
     };
-    let mut config = RunConfig::new(Arc::new(crate::backend::sim::SimBackend::new(
-        Default::default(),
-        Duration::ZERO,
-        None,
-    )));
-    config.limits = Limits {
-        fuel_per_slice: 20_000_000,
-        memory_bytes: 64 << 20,
-        wall_clock: Duration::from_secs(5),
-        max_agents: 50,
-        ..Limits::default()
-    };
-    let outcome = run_script(engine, &script, config, EventSink::silent());
-    if let Err(RunError::Internal(e)) = outcome.result {
+    let outcome = run_on_virtual_clock(engine, crate::Program::Script(&script), small_bounds(50));
+    if let Err(RunError::Internal(e)) = &outcome.result {
         panic!("internal error on a script: {e:#}\n--- script ---\n{source}");
     }
+    Some(outcome)
 }
 
 /// Whatever bytes arrive as a workflow module: [`WorkflowModule::load`]
@@ -397,6 +386,14 @@ pub fn loader(engine: &WorkflowEngine, bytes: &[u8]) {
             "accepted a component importing {import}"
         );
     }
+    // Any outcome is clean here: a damaged module may trap (an internal
+    // error naming the trap) as long as the host survives it.
+    let _ = run_on_virtual_clock(engine, crate::Program::Module(&module), small_bounds(20));
+}
+
+/// The sim backend at zero latency under small CPU, memory, wall-clock and
+/// agent bounds.
+fn small_bounds(max_agents: u64) -> RunConfig {
     let mut config = RunConfig::new(Arc::new(crate::backend::sim::SimBackend::new(
         Default::default(),
         Duration::ZERO,
@@ -406,17 +403,42 @@ pub fn loader(engine: &WorkflowEngine, bytes: &[u8]) {
         fuel_per_slice: 20_000_000,
         memory_bytes: 64 << 20,
         wall_clock: Duration::from_secs(5),
-        max_agents: 20,
+        max_agents,
         ..Limits::default()
     };
-    // Any outcome is clean here: a damaged module may trap (an internal
-    // error naming the trap) as long as the host survives it.
-    let _ = crate::run_program(
-        engine,
-        crate::Program::Module(&module),
-        config,
-        EventSink::silent(),
-    );
+    config
+}
+
+/// Runs `program` on a current-thread runtime with a virtual clock that
+/// moves 1 ms per scheduler turn. Generated scripts sleep a lot
+/// (`setTimeout`, waits up to the wall clock): in real time the fuzzer spent
+/// over 90 % of its wall clock asleep. Timers still fire in order, and the
+/// wall-clock bound still ends a script that waits forever, or that loops on
+/// zero-delay timers (which a clock that only jumps when idle would never
+/// end), only sooner.
+fn run_on_virtual_clock(
+    engine: &WorkflowEngine,
+    program: crate::Program<'_>,
+    config: RunConfig,
+) -> crate::RunOutcome {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => panic!("starting tokio: {e}"),
+    };
+    rt.block_on(async {
+        let clock = tokio::spawn(async {
+            loop {
+                tokio::time::advance(Duration::from_millis(1)).await;
+            }
+        });
+        let outcome = crate::run_program_async(engine, program, config, EventSink::silent()).await;
+        clock.abort();
+        outcome
+    })
 }
 
 /// A built component with bytes changed: each edit XORs `mask` into the

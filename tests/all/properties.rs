@@ -78,9 +78,9 @@ fn arbitrary_scripts_end_cleanly() {
         let data = bytes(seed + 5000, 256);
         let mut u = Unstructured::new(&data);
         let stmts: Vec<Stmt> = Vec::arbitrary(&mut u).unwrap_or_default();
-        fuzzing::script(&engine, &fuzzing::render(&stmts));
+        let _ = fuzzing::script(&engine, &fuzzing::render(&stmts));
         // Raw bytes as source, too.
-        fuzzing::script(&engine, &String::from_utf8_lossy(&bytes(seed + 9000, 200)));
+        let _ = fuzzing::script(&engine, &String::from_utf8_lossy(&bytes(seed + 9000, 200)));
     }
     // Seeds from the examples and the conformance scripts.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -88,8 +88,33 @@ fn arbitrary_scripts_end_cleanly() {
         for entry in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
             let p = entry.path();
             if p.extension().is_some_and(|e| e == "js") {
-                fuzzing::script(&engine, &std::fs::read_to_string(&p).unwrap());
+                let _ = fuzzing::script(&engine, &std::fs::read_to_string(&p).unwrap());
             }
+        }
+    }
+}
+
+/// The scripts oracle runs on a virtual clock: timers fire in order, and
+/// scripts that only wait (a long sleep, a loop of zero-delay timers) still
+/// meet the wall-clock bound instead of hanging the fuzzer.
+#[test]
+fn the_scripts_oracle_keeps_timer_order_and_the_wall_clock() {
+    let engine = engine();
+    let ordered = "const seen = [];\n\
+        await Promise.all([300, 5, 40].map(ms => new Promise(r => setTimeout(() => { seen.push(ms); r() }, ms))));\n\
+        return seen;\n";
+    let outcome = fuzzing::script(&engine, ordered).expect("the checks pass");
+    assert_eq!(outcome.result.unwrap(), serde_json::json!([5, 40, 300]));
+    for waits in [
+        "await new Promise(r => setTimeout(r, 3600000));\nreturn 1;\n",
+        "for (;;) { await new Promise(r => setTimeout(r, 0)); }\n",
+    ] {
+        let outcome = fuzzing::script(&engine, waits).expect("the checks pass");
+        match outcome.result {
+            Err(wasmflow::RunError::Limit { kind, .. }) => {
+                assert_eq!(kind, wasmflow::error::LimitKind::WallClock, "{waits}")
+            }
+            other => panic!("{waits}: expected the wall-clock limit, got {other:?}"),
         }
     }
 }
