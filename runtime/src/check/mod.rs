@@ -452,6 +452,9 @@ mod tests {
         assert_eq!(r.kind, "TypeScriptError", "the first error decides");
         let src = "({[y<b<".repeat(40);
         assert_eq!(reject(&src).kind, "SyntaxError");
+        // The hint itself stays linear on a long line of `<`.
+        let src = format!("let x = a{} 2", "<b".repeat(100_000));
+        assert_eq!(reject(&src).kind, "SyntaxError");
     }
 
     #[test]

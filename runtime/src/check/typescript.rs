@@ -89,10 +89,14 @@ fn generics_at(at: &str, before: &str) -> bool {
         let after_name = skip_ident(params.trim_start());
         if after_name != params.trim_start() {
             let tail = after_name.trim_start();
-            let named_function = before.trim_end().rsplit_once("function").is_some_and(|(_, name)| {
-                let name = name.trim();
-                !name.is_empty() && skip_ident(name).is_empty()
-            });
+            let named_function =
+                before
+                    .trim_end()
+                    .rsplit_once("function")
+                    .is_some_and(|(_, name)| {
+                        let name = name.trim();
+                        !name.is_empty() && skip_ident(name).is_empty()
+                    });
             if named_function || tail.starts_with(',') || tail.starts_with("extends") {
                 return true;
             }
@@ -106,16 +110,21 @@ fn generics_at(at: &str, before: &str) -> bool {
     type_arguments_in(&line)
 }
 
-/// `name<A, B[]>(` somewhere in `line`.
+/// `name<A, B[]>(` somewhere in `line`. Each scan stops at the first
+/// character a type argument list cannot hold, so the whole is linear.
 fn type_arguments_in(line: &str) -> bool {
     line.match_indices('<').any(|(i, _)| {
-        let callee = line[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == '$');
-        let Some(inner) = line[i + 1..].split_once('>') else {
+        if !line[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == '$') {
+            return false;
+        }
+        let inner = &line[i + 1..];
+        let Some(end) = inner.find(|c: char| {
+            !(c.is_alphanumeric() || matches!(c, '_' | '$' | ',' | ' ' | '[' | ']'))
+        }) else {
             return false;
         };
-        callee
-            && inner.1.starts_with('(')
-            && inner.0.split(',').all(|a| {
+        inner[end..].starts_with(">(")
+            && inner[..end].split(',').all(|a| {
                 let a = a.trim().trim_end_matches("[]");
                 !a.is_empty() && skip_ident(a).is_empty()
             })
