@@ -1228,6 +1228,21 @@ impl<S: StoreAccess> Run<S> {
                 message: self.memory_limit_message(),
             };
         }
+        // QuickJS recurses in C for nested syntax and calls; the wasm call
+        // stack can run out before its own JavaScript stack check fires.
+        if matches!(
+            e.downcast_ref::<wasmtime::Trap>(),
+            Some(wasmtime::Trap::StackOverflow)
+        ) {
+            return RunError::Script(crate::error::ScriptFailure {
+                name: "RangeError".into(),
+                message: format!(
+                    "the engine's call stack ran out while {doing}: the script nests expressions or recurses too deeply (flatten the nesting, or recurse less)"
+                ),
+                stack: None,
+                line: None,
+            });
+        }
         RunError::Internal(
             anyhow::Error::from(e).context(format!("the engine trapped while {doing}")),
         )

@@ -63,7 +63,7 @@ impl Script {
             export_offset,
             warnings,
             literal_models,
-        } = check::analyze(&source, options).map_err(|r| RunError::Script(rejection_failure(r)))?;
+        } = analyze_on_a_big_stack(&source, options)?;
         let wrapped = wrap(&source, export_offset, PREFIX, SUFFIX);
         Ok(Script {
             path,
@@ -133,6 +133,33 @@ fn read_source(path: &Path) -> Result<String, InputError> {
             path: path.to_path_buf(),
             line,
             byte: at,
+        }
+    })
+}
+
+/// Stack for the static checks. oxc's parser and our AST walks recurse
+/// once per nesting level; the `scripts` fuzz target (under ASan) overflowed
+/// the 8 MiB main-thread stack with 2,400 nested arrays, and 10,000 did so
+/// in a release build: an abort, not an error. Reserved, not committed:
+/// only what a script's nesting uses is touched. Sized for the deepest
+/// nesting a script under the size limit can hold.
+const CHECK_STACK_BYTES: usize = 1 << 30;
+
+/// [`check::analyze`] on its own thread with [`CHECK_STACK_BYTES`] of stack.
+fn analyze_on_a_big_stack(source: &str, options: CheckOptions) -> Result<Analysis, RunError> {
+    std::thread::scope(|scope| {
+        let checks = std::thread::Builder::new()
+            .name("wasmflow-check".into())
+            .stack_size(CHECK_STACK_BYTES)
+            .spawn_scoped(scope, || check::analyze(source, options))
+            .map_err(|e| {
+                RunError::Internal(anyhow::Error::new(e).context("starting the static checks"))
+            })?;
+        match checks.join() {
+            Ok(result) => result.map_err(|r| RunError::Script(rejection_failure(r))),
+            Err(_) => Err(RunError::Internal(anyhow::anyhow!(
+                "the static checks panicked"
+            ))),
         }
     })
 }

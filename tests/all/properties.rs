@@ -119,6 +119,29 @@ fn the_scripts_oracle_keeps_timer_order_and_the_wall_clock() {
     }
 }
 
+/// Found by the `scripts` target under ASan: 2,400 nested arrays overflowed
+/// the host's stack in the static checks (10,000 aborted a release build),
+/// and nesting or recursion that exhausts the engine's wasm stack was an
+/// internal error. Both are now a `RangeError` naming the cause.
+#[test]
+fn deep_nesting_and_deep_recursion_are_script_errors() {
+    let engine = engine();
+    for source in [
+        format!("return {}{}\n", "[".repeat(20_000), "]".repeat(20_000)),
+        format!("const x = {}1\nreturn x\n", "!".repeat(100_000)),
+        "function f(n) { return f(n + 1) + 1 }\nreturn f(0)\n".to_string(),
+    ] {
+        let outcome = fuzzing::script(&engine, &source).expect("the checks pass");
+        match outcome.result {
+            Err(wasmflow::RunError::Script(f)) => {
+                assert_eq!(f.name, "RangeError", "{}", &source[..40]);
+                assert!(f.message.contains("too deeply"), "{}", f.message);
+            }
+            other => panic!("{}: expected a RangeError, got {other:?}", &source[..40]),
+        }
+    }
+}
+
 /// The loader oracle on raw bytes and on damaged built components (the fuzz
 /// target adds wasm-smith modules).
 #[test]
