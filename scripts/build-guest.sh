@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Rebuilds the committed engine, runtime/assets/engine.wasm, from guest/.
+# Rebuilds the committed engine, runtime/wasmflow/assets/engine.wasm, from guest/.
 #
-#   scripts/build-guest.sh [OUTPUT]     (default: runtime/assets/engine.wasm)
+#   scripts/build-guest.sh [OUTPUT]     (default: runtime/wasmflow/assets/engine.wasm)
 #
 # Needs Debian's clang-19, llvm-19, libclang-19-dev and wasi-libc (QuickJS is
 # C) and the wasm32-wasip1 Rust target. The output is reproducible: the same
@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-out=${1:-runtime/assets/engine.wasm}
+out=${1:-runtime/wasmflow/assets/engine.wasm}
 
 for tool in clang-19 llvm-ar-19; do
   command -v "$tool" >/dev/null || { echo "build-guest: $tool is missing: apt-get install -y clang-19 llvm-19 libclang-19-dev wasi-libc" >&2; exit 1; }
@@ -29,5 +29,5 @@ export SOURCE_DATE_EPOCH=0
 cargo build --locked -p wasmflow-guest --target wasm32-wasip1 --release
 # Built together with the runtime so wasmtime compiles once, with the same
 # features as `cargo test`.
-cargo build --locked --all-targets -p wasmflow -p wasmflow-engine-builder
+cargo build --locked --all-targets -p wasmflow -p wasmflow-cli -p wasmflow-engine-builder
 target/debug/wasmflow-engine-builder target/wasm32-wasip1/release/wasmflow_guest.wasm "$out"

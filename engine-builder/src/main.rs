@@ -1,5 +1,5 @@
 //! Turns the guest build (`wasmflow_guest.wasm`, a wasm32-wasip1 core module)
-//! into the committed engine component, `runtime/assets/engine.wasm`:
+//! into the committed engine component, `runtime/wasmflow/assets/engine.wasm`:
 //!
 //! 1. every `wasi_snapshot_preview1` import becomes a local stub, so the
 //!    engine can reach nothing outside its own memory;

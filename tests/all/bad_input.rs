@@ -52,9 +52,9 @@ fn built(spec: &Value) -> Vec<u8> {
         wasm.truncate(wasm.len() * p as usize / 100);
     }
     if let Some(text) = spec["append_section"].as_str() {
-        wasmflow::module::section::append_custom_section(
+        wasmflow::sandbox::module::section::append_custom_section(
             &mut wasm,
-            wasmflow::module::section::SECTION_NAME,
+            wasmflow::sandbox::module::section::SECTION_NAME,
             text.as_bytes(),
         );
     }
@@ -140,7 +140,7 @@ fn run_case(category: &str, case: &Value) -> Result<(), String> {
 
 #[test]
 fn every_bad_input_is_refused_with_a_message_naming_it() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/bad-input");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/bad-input");
     let mut failures = Vec::new();
     let mut total = 0;
     for entry in std::fs::read_dir(&root).unwrap().flatten() {

@@ -13,7 +13,7 @@ fn setup(name: &str, script: &str, toml: &str) -> PathBuf {
     let dir = temp_dir(name);
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/fake-claude");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/fake-claude");
     std::fs::copy(&fixture, bin.join("claude")).unwrap();
     std::fs::write(dir.join("flow.js"), script).unwrap();
     std::fs::write(dir.join("wasmflow.toml"), toml).unwrap();

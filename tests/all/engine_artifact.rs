@@ -31,7 +31,7 @@ fn all_imports(wasm: &[u8]) -> (Vec<String>, Vec<String>) {
 
 #[test]
 fn engine_imports_only_the_workflow_interface() {
-    let (component, core) = all_imports(wasmflow::engine::ENGINE_WASM);
+    let (component, core) = all_imports(wasmflow::sandbox::engine::ENGINE_WASM);
     assert!(
         !component.is_empty(),
         "the engine imports the host interface"
@@ -56,7 +56,7 @@ fn engine_imports_only_the_workflow_interface() {
 #[test]
 fn engine_exports_the_driver_and_compiler() {
     let mut exports = Vec::new();
-    for payload in Parser::new(0).parse_all(wasmflow::engine::ENGINE_WASM) {
+    for payload in Parser::new(0).parse_all(wasmflow::sandbox::engine::ENGINE_WASM) {
         if let Payload::ComponentExportSection(reader) = payload.unwrap() {
             for e in reader {
                 exports.push(e.unwrap().name.name.to_string());
@@ -82,8 +82,8 @@ fn compiled_engine_is_cached_on_disk() {
     let dir = crate::support::temp_dir("cache");
     let (_, first) = wasmflow::WorkflowEngine::with_cache_dir(Some(&dir)).unwrap();
     let (_, second) = wasmflow::WorkflowEngine::with_cache_dir(Some(&dir)).unwrap();
-    assert_eq!(first, wasmflow::engine::EngineSource::Compiled);
-    assert_eq!(second, wasmflow::engine::EngineSource::DiskCache);
+    assert_eq!(first, wasmflow::sandbox::engine::EngineSource::Compiled);
+    assert_eq!(second, wasmflow::sandbox::engine::EngineSource::DiskCache);
 }
 
 #[test]
@@ -94,7 +94,7 @@ fn a_corrupt_cache_is_replaced() {
         std::fs::write(entry.unwrap().path(), b"not a compiled engine").unwrap();
     }
     let (_, source) = wasmflow::WorkflowEngine::with_cache_dir(Some(&dir)).unwrap();
-    assert_eq!(source, wasmflow::engine::EngineSource::Compiled);
+    assert_eq!(source, wasmflow::sandbox::engine::EngineSource::Compiled);
     let (_, source) = wasmflow::WorkflowEngine::with_cache_dir(Some(&dir)).unwrap();
-    assert_eq!(source, wasmflow::engine::EngineSource::DiskCache);
+    assert_eq!(source, wasmflow::sandbox::engine::EngineSource::DiskCache);
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::support::{run_in, temp_dir};
 
 fn examples_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
 /// Every example with a rules file completes on the sim backend with its

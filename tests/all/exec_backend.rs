@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::support::{run_in, temp_dir};
 
 fn fake_agent() -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/fake-agent.py");
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/fake-agent.py");
     format!("python3 {}", p.display())
 }
 

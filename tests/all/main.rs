@@ -20,5 +20,6 @@ mod operator;
 mod progress;
 mod properties;
 mod routing;
+mod run_spec;
 mod script_results;
 mod sim_backend;

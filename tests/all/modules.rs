@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::support::{run_in, temp_dir, wasmflow};
 
 fn example(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/{name}"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../examples/{name}"))
 }
 
 /// `wasmflow build` of an example into `dir`; the component's bytes.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::support::{run_env, run_in, temp_dir, wasmflow};
 
 fn example(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/{name}"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../examples/{name}"))
 }
 
 fn cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
@@ -252,7 +252,7 @@ fn show_writes_a_markdown_report() {
 /// and by model, and prices them from the price table.
 #[test]
 fn plan_counts_what_a_real_run_starts_and_prices_it() {
-    let ex = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let ex = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let prices = wasmflow::config::Config::default();
     let mut names: Vec<String> = std::fs::read_dir(&ex)
         .unwrap()
@@ -342,7 +342,8 @@ fn a_run_over_the_threshold_refuses_without_yes() {
         "const r = await parallel([1, 2, 3, 4, 5].map(i => () => agent(`text:${i}`)))\nreturn r\n",
     )
     .unwrap();
-    let agent = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/fake-agent.py");
+    let agent =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/fake-agent.py");
     let exec = format!("python3 {}", agent.display());
     let log = dir.join("agents.log");
     let out = run_env(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::support::{run_in, temp_dir};
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// Run ids and directories change from run to run.

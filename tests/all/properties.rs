@@ -83,7 +83,7 @@ fn arbitrary_scripts_end_cleanly() {
         let _ = fuzzing::script(&engine, &String::from_utf8_lossy(&bytes(seed + 9000, 200)));
     }
     // Seeds from the examples and the conformance scripts.
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     for dir in ["examples", "tests/conformance"] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
             let p = entry.path();

@@ -44,7 +44,8 @@ fn call_option_then_phase_model_then_default() {
     let src = "export const meta = { name: 'r', description: 'routing', phases: [{ title: 'Scan', model: 'haiku' }, { title: 'Write' }] }\nphase('Scan')\nawait agent('text:a', { label: 'a' })\nawait agent('text:b', { label: 'b', model: 'opus' })\nphase('Write')\nawait agent('text:c', { label: 'c' })\nawait agent('text:d', { label: 'd', phase: 'Scan' })\nawait agent('text:e', { label: 'e', model: 'custom-model-7' })\nreturn 1\n";
     let dir = setup("routing", src, CONFIG);
     let log = dir.join("requests.jsonl");
-    let agent = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/fake-agent.py");
+    let agent =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/fake-agent.py");
     let command = format!(
         "FAKE_AGENT_LOG={} python3 {}",
         log.display(),

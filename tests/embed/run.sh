@@ -12,5 +12,5 @@ fi
 if ! python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version("wasmtime") != "50.0.1")' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check wasmtime==50.0.1
 fi
-[ -x target/debug/wasmflow ] || cargo build --locked -p wasmflow
+[ -x target/debug/wasmflow ] || cargo build --locked -p wasmflow-cli
 exec python3 tests/embed/run.py "$@"

@@ -1,0 +1,151 @@
+//! `wasmflow plan`, and the question `run` asks before an expensive run.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use serde_json::json;
+
+use wasmflow::Script;
+use wasmflow::config::Config;
+use wasmflow::error::{InputError, RunError, exit};
+use wasmflow::run::launch::{self, Env};
+use wasmflow::run::plan::Estimate;
+
+use crate::RunArgs;
+
+pub fn plan(args: RunArgs) -> i32 {
+    match try_plan(&args) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn try_plan(args: &RunArgs) -> Result<(), RunError> {
+    let env = Env::from_process()?;
+    let spec = crate::spec::from_args(args)?;
+    let prepared = launch::prepare(spec, &env)?;
+    let estimate = prepared.estimate()?;
+    let script = &prepared.script;
+    if args.json {
+        let meta = script.meta.as_ref().map(|m| m.raw.clone());
+        println!(
+            "{:#}",
+            json!({ "name": script.name(), "meta": meta, "estimate": estimate })
+        );
+    } else {
+        print!("{}", describe(script, &estimate, args.sim_rules.is_some()));
+    }
+    Ok(())
+}
+
+/// Over the threshold: ask on a terminal, refuse elsewhere.
+pub fn confirm(estimate: &Estimate, file_config: &Config, script: &Script) -> Result<(), RunError> {
+    let max_agents = file_config.plan.confirm_agents.unwrap_or(50);
+    let max_usd = file_config.plan.confirm_usd.unwrap_or(5.0);
+    let over_agents = estimate.agents > max_agents;
+    let over_usd = estimate.usd.is_some_and(|u| u > max_usd);
+    if !over_agents && !over_usd {
+        return Ok(());
+    }
+    let cost = match estimate.usd {
+        Some(u) => format!("about ${u:.2}"),
+        None => "an unknown cost (unpriced models)".into(),
+    };
+    let summary = format!(
+        "{} would start about {} agents ({}; {} input / {} output tokens as assumed), over the confirmation threshold of {max_agents} agents or ${max_usd:.2} ([plan] confirm_agents / confirm_usd)",
+        script.name(),
+        estimate.agents,
+        cost,
+        estimate.input_tokens,
+        estimate.output_tokens
+    );
+    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        eprint!("{}", describe(script, estimate, false));
+        eprint!("{summary}.\nStart it? [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+            return Ok(());
+        }
+        return Err(InputError::Invalid("not started: the run was declined".into()).into());
+    }
+    Err(InputError::Invalid(format!(
+        "{summary}; not started without a terminal to ask on: pass --yes to run it (see `wasmflow plan` for the estimate)"
+    ))
+    .into())
+}
+
+/// Meta, the estimate, and what it assumes, as text.
+pub fn describe(script: &Script, e: &Estimate, rules: bool) -> String {
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    match &script.meta {
+        Some(m) => {
+            line(format!("{} — {}", m.name, m.description));
+            if let Some(w) = &m.when_to_use {
+                line(format!("when to use: {w}"));
+            }
+            if !m.phases.is_empty() {
+                line("phases:".into());
+            }
+            for p in &m.phases {
+                let mut text = format!("  {}", p.title);
+                if let Some(d) = &p.detail {
+                    text.push_str(&format!(" — {d}"));
+                }
+                if let Some(model) = &p.model {
+                    text.push_str(&format!(" [model {model}]"));
+                }
+                line(text);
+            }
+        }
+        None => line(format!("{} (no meta)", script.name())),
+    }
+    line("estimate, from a dry run on simulated agents (nothing was sent to a backend):".into());
+    line(format!("  agents     {}", e.agents));
+    let join = |m: &std::collections::BTreeMap<String, wasmflow::run::summary::CostLine>| {
+        m.iter()
+            .map(|(k, v)| match v.usd {
+                Some(u) => format!("{k} {} (${u:.4})", v.agents),
+                None => format!("{k} {}", v.agents),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    line(format!("  by phase   {}", join(&e.by_phase)));
+    line(format!("  by model   {}", join(&e.by_model)));
+    line(format!(
+        "  tokens     {} input / {} output",
+        e.input_tokens, e.output_tokens
+    ));
+    line(match e.usd {
+        Some(u) => format!("  cost       ${u:.4} at the configured prices"),
+        None => format!(
+            "  cost       unknown: {} agents use models without a price ([prices] in wasmflow.toml)",
+            e.unpriced_agents
+        ),
+    });
+    line("assumptions:".into());
+    if rules {
+        line("  - agents answer and report usage as the --sim-rules file says; where it sets no usage, as below".into());
+    }
+    line(format!(
+        "  - every agent reads {} input tokens and writes {} output tokens ([plan] input_tokens / output_tokens)",
+        e.assumptions.input_tokens, e.assumptions.output_tokens
+    ));
+    line("  - simulated agents answer every call, with schema-valid replies: loops and branches that depend on real answers may start more or fewer agents".into());
+    line("  - models as a real run routes them: opts.model, the phase's model, --model / default_model".into());
+    if e.ended != "ok" {
+        line(format!(
+            "  - the dry run stopped early ({}): the counts cover what ran until then",
+            e.ended
+        ));
+    }
+    out
+}

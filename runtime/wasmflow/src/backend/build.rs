@@ -1,0 +1,217 @@
+//! Turning a run spec and the config into the run's backends.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::AgentBackend;
+use crate::backend::anthropic::{AnthropicBackend, AnthropicSettings};
+use crate::backend::claude::{ClaudeBackend, ClaudeSettings};
+use crate::backend::exec::ExecBackend;
+use crate::backend::http::HttpOptions;
+use crate::backend::openai::{OpenAiBackend, OpenAiSettings};
+use crate::backend::retry::RetryPolicy;
+use crate::backend::router::{BACKENDS, Router};
+use crate::backend::sim::{SimBackend, SimRules, SimTrace};
+use crate::config::Config;
+use crate::error::InputError;
+use crate::limits::parse_duration;
+use crate::run::launch::Notices;
+use crate::run::spec::RunSpec;
+use crate::sandbox::host::Routing;
+use crate::script::Script;
+
+/// Options that change what an agent may do with tools; an HTTP backend
+/// has none to give.
+const TOOL_OPTIONS: &[&str] = &[
+    "isolation",
+    "agentType",
+    "disallowedTools",
+    "bashCommandClamp",
+];
+
+/// The backend the run talks to: `name`'s, plus any that `[models]`
+/// aliases the script names route to.
+pub fn build(
+    spec: &RunSpec,
+    name: &str,
+    config: &Config,
+    script: &Script,
+    default_model: Option<&str>,
+    agent_timeout: Duration,
+    notices: &mut Notices,
+) -> Result<Arc<dyn AgentBackend>, InputError> {
+    if !BACKENDS.contains(&name) {
+        return Err(InputError::Invalid(format!(
+            "unknown backend `{name}`; available: {}",
+            BACKENDS.join(", ")
+        )));
+    }
+    if spec.backend.exec.is_some() && name != "exec" {
+        return Err(InputError::Invalid(format!(
+            "--exec goes with --backend exec, not with --backend {name}"
+        )));
+    }
+    if name == "openai" && default_model.is_none() {
+        return Err(InputError::Invalid(
+            "the openai backend needs a model for agents that name none: set default_model in wasmflow.toml or pass --model (e.g. --model llama3.1:8b)".into(),
+        ));
+    }
+    let routing = Routing::new(
+        Arc::new(config.clone()),
+        default_model.map(String::from),
+        script,
+    );
+    let mut names = vec![name.to_string()];
+    for m in routing.planned(script) {
+        if let Some(b) = m.backend
+            && !names.contains(&b)
+        {
+            names.push(b);
+        }
+    }
+    let mut backends: BTreeMap<String, Arc<dyn AgentBackend>> = BTreeMap::new();
+    for n in &names {
+        backends.insert(
+            n.clone(),
+            one(spec, n, n == name, config, agent_timeout, notices)?,
+        );
+    }
+    for http in names.iter().filter(|n| *n == "anthropic" || *n == "openai") {
+        let uses_tools = TOOL_OPTIONS.iter().any(|o| script.source.contains(o));
+        let text = format!(
+            "the {http} backend sends single completions without tools: its agents cannot read files, run commands or edit code; route such work to the claude or exec backend"
+        );
+        if uses_tools {
+            notices.warning(format!(
+                "warning: {text} (this script sets {})",
+                TOOL_OPTIONS
+                    .iter()
+                    .filter(|o| script.source.contains(*o))
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        } else {
+            notices.note(format!("wasmflow: note: {text}"));
+        }
+    }
+    if names.len() == 1 {
+        return Ok(backends.remove(name).expect("inserted above"));
+    }
+    Ok(Arc::new(Router::new(name.to_string(), backends)))
+}
+
+fn durations(config: &Config) -> Result<(Option<Duration>, Duration), InputError> {
+    let parse = |key: &str, v: &Option<String>| -> Result<Option<Duration>, InputError> {
+        v.as_deref()
+            .map(|t| parse_duration(t).map_err(|e| InputError::Invalid(format!("{key}: {e}"))))
+            .transpose()
+    };
+    Ok((
+        parse("stall_timeout", &config.stall_timeout)?,
+        parse("retry_base", &config.retry_base)?.unwrap_or(Duration::from_secs(1)),
+    ))
+}
+
+fn one(
+    spec: &RunSpec,
+    name: &str,
+    is_default: bool,
+    config: &Config,
+    agent_timeout: Duration,
+    notices: &mut Notices,
+) -> Result<Arc<dyn AgentBackend>, InputError> {
+    let (stall, retry_base) = durations(config)?;
+    let stall = spec
+        .backend
+        .stall_timeout_ms
+        .map(Duration::from_millis)
+        .or(stall);
+    let http = HttpOptions {
+        timeout: agent_timeout,
+        stall: stall.unwrap_or(Duration::from_secs(120)),
+        retry: RetryPolicy {
+            retries: spec.backend.retries.or(config.retries).unwrap_or(4),
+            base: retry_base,
+            ..RetryPolicy::default()
+        },
+    };
+    Ok(match name {
+        "exec" => {
+            let command = spec.backend.exec.clone().or_else(|| config.exec.clone());
+            let Some(command) = command.filter(|c| !c.trim().is_empty()) else {
+                return Err(InputError::Invalid(
+                    "the exec backend needs the command to run: --exec 'my-agent --flag' (or exec = \"…\" in wasmflow.toml)".into(),
+                ));
+            };
+            Arc::new(ExecBackend::new(command, agent_timeout))
+        }
+        "claude" => {
+            let cwd = std::env::current_dir().map_err(|e| {
+                InputError::Invalid(format!("cannot read the working directory: {e}"))
+            })?;
+            Arc::new(ClaudeBackend::new(ClaudeSettings {
+                command: config
+                    .claude
+                    .command
+                    .clone()
+                    .unwrap_or_else(|| "claude".into()),
+                allowed_tools: config.claude.allowed_tools.clone(),
+                disallowed_tools: config.claude.disallowed_tools.clone(),
+                timeout: agent_timeout,
+                stall: stall.unwrap_or(Duration::from_secs(600)),
+                cwd,
+            }))
+        }
+        "anthropic" => Arc::new(
+            AnthropicSettings::from_env(&config.anthropic, http)
+                .and_then(AnthropicBackend::new)
+                .map_err(InputError::Invalid)?,
+        ),
+        "openai" => Arc::new(
+            OpenAiSettings::from_env(&config.openai, http)
+                .and_then(OpenAiBackend::new)
+                .map_err(InputError::Invalid)?,
+        ),
+        _ => sim(
+            spec,
+            is_default && spec.backend.name.is_none() && config.backend.is_none(),
+            notices,
+        )?,
+    })
+}
+
+fn sim(
+    spec: &RunSpec,
+    implicit: bool,
+    notices: &mut Notices,
+) -> Result<Arc<dyn AgentBackend>, InputError> {
+    if implicit {
+        notices.note(
+            "wasmflow: no backend set: using the simulated backend (sim); agents are not real"
+                .into(),
+        );
+    }
+    let sim = &spec.backend.sim;
+    let rules = match &sim.rules {
+        Some(path) => SimRules::load(path).map_err(|reason| InputError::SimRules {
+            path: path.clone(),
+            reason,
+        })?,
+        None => SimRules::default(),
+    };
+    let trace = match &sim.trace {
+        Some(path) => Some(SimTrace::create(path).map_err(|e| InputError::Output {
+            what: "the sim trace",
+            path: path.clone(),
+            reason: e.to_string(),
+        })?),
+        None => None,
+    };
+    Ok(Arc::new(SimBackend::new(
+        rules,
+        Duration::from_millis(sim.latency_ms),
+        trace,
+    )))
+}

@@ -1,0 +1,471 @@
+//! Configuration files: `wasmflow.toml` in the working directory or its
+//! nearest ancestor (project), then `~/.config/wasmflow/config.toml` (user).
+//! Project settings win over user ones key by key; command-line flags win
+//! over both. Secrets never live here: backends read them from the
+//! environment.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::InputError;
+
+/// USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// USD per million input tokens.
+    pub input: f64,
+    /// USD per million output tokens.
+    pub output: f64,
+    #[serde(default)]
+    /// USD per million cache-read tokens.
+    pub cache_read: f64,
+    #[serde(default)]
+    /// USD per million cache-write tokens.
+    pub cache_write: f64,
+}
+
+impl Price {
+    /// Cost of `input` and `output` tokens, in USD.
+    pub fn cost(&self, input: u64, output: u64) -> f64 {
+        self.cost_of(crate::backend::Usage::new(input, output))
+    }
+
+    /// Cost of a usage, cache reads and writes included, in USD.
+    pub fn cost_of(&self, u: crate::backend::Usage) -> f64 {
+        (u.input as f64 * self.input
+            + u.output as f64 * self.output
+            + u.cache_read as f64 * self.cache_read
+            + u.cache_write as f64 * self.cache_write)
+            / 1e6
+    }
+}
+
+/// The aliases every run knows, for the `claude` and `anthropic` backends:
+/// alias, model id, and list price (USD per million tokens: input, output,
+/// cache read, cache write — 5-minute writes), from Anthropic's models
+/// overview and pricing pages as of 2026-11. `[models]` and `[prices]` in
+/// the config override each.
+pub const BUILTIN_MODELS: &[(&str, &str, Price)] = &[
+    (
+        "haiku",
+        "claude-haiku-4-5",
+        Price {
+            input: 1.0,
+            output: 5.0,
+            cache_read: 0.10,
+            cache_write: 1.25,
+        },
+    ),
+    (
+        "sonnet",
+        "claude-sonnet-4-6",
+        Price {
+            input: 3.0,
+            output: 15.0,
+            cache_read: 0.30,
+            cache_write: 3.75,
+        },
+    ),
+    (
+        "opus",
+        "claude-opus-4-6",
+        Price {
+            input: 5.0,
+            output: 25.0,
+            cache_read: 0.50,
+            cache_write: 6.25,
+        },
+    ),
+];
+
+/// An entry of `[models]`: `fast = "claude-haiku-4-5"`, or
+/// `local = { backend = "openai", id = "llama3.1:8b" }`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ModelSpec {
+    /// A model id on the run's backend.
+    Id(String),
+    /// A model on a named backend.
+    Routed(RoutedModel),
+}
+
+/// A model alias that also names its backend.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutedModel {
+    /// The model id.
+    pub id: String,
+    /// The backend it runs on.
+    pub backend: Option<String>,
+}
+
+/// Where an alias leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRoute {
+    /// The model id the alias stands for.
+    pub id: String,
+    /// `None`: the run's default backend.
+    pub backend: Option<String>,
+}
+
+/// `[anthropic]` and `[openai]`: where the server is. Keys come only from
+/// the environment; `api_key_env` names the variable when it is not the
+/// usual one.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// The API base URL.
+    pub base_url: Option<String>,
+    /// The environment variable that holds the key.
+    pub api_key_env: Option<String>,
+    /// `max_tokens` of each request (anthropic; default 16384).
+    pub max_tokens: Option<u32>,
+}
+
+/// `[claude]`: how the Claude Code CLI runs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaudeSection {
+    /// The executable (default `claude`, found on PATH).
+    pub command: Option<String>,
+    /// `--allowedTools`, for every agent.
+    #[serde(default)]
+    pub allowed_tools: Vec<String>,
+    /// `--disallowedTools`, for every agent (plus `opts.disallowedTools`).
+    #[serde(default)]
+    pub disallowed_tools: Vec<String>,
+}
+
+/// `[plan]`: what estimates assume, and when `run` asks first.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSection {
+    /// Input tokens an agent is assumed to read (default 4,000).
+    pub input_tokens: Option<u64>,
+    /// Output tokens an agent is assumed to write (default 1,000).
+    pub output_tokens: Option<u64>,
+    /// `run` asks (or, without a terminal, refuses without `--yes`) when
+    /// the estimate is over this many agents (default 50).
+    pub confirm_agents: Option<u64>,
+    /// ... or over this many USD (default 5).
+    pub confirm_usd: Option<f64>,
+}
+
+/// One configuration file, or several merged.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `true`: every command that would start agents refuses (managed
+    /// machines). Any file saying `true` wins over one saying `false`.
+    pub disable: Option<bool>,
+    /// Default backend (`sim`, `exec`, `claude`, `anthropic`, `openai`).
+    pub backend: Option<String>,
+    /// The exec backend's command.
+    pub exec: Option<String>,
+    /// Model for agents that pick none and whose phase names none.
+    pub default_model: Option<String>,
+    /// Default `--concurrency`.
+    pub concurrency: Option<usize>,
+    /// Default `--max-agents`.
+    pub max_agents: Option<u64>,
+    /// e.g. "30m".
+    pub agent_timeout: Option<String>,
+    /// An agent that shows no progress this long fails, e.g. "5m".
+    pub stall_timeout: Option<String>,
+    /// Retries of a request after 429, 5xx or a network error.
+    pub retries: Option<u32>,
+    /// First backoff delay before jitter, doubled per retry, e.g. "1s".
+    pub retry_base: Option<String>,
+    /// Model aliases: `fast = "claude-haiku-…"`, or a table naming the
+    /// backend too.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelSpec>,
+    /// Prices by model id (or alias).
+    #[serde(default)]
+    pub prices: BTreeMap<String, Price>,
+    #[serde(default)]
+    /// `[anthropic]` settings.
+    pub anthropic: HttpSection,
+    #[serde(default)]
+    /// `[openai]` settings.
+    pub openai: HttpSection,
+    #[serde(default)]
+    /// `[claude]` settings.
+    pub claude: ClaudeSection,
+    #[serde(default)]
+    /// `[plan]` settings.
+    pub plan: PlanSection,
+}
+
+impl Config {
+    /// Reads the project and user files that exist; returns the merged
+    /// config and the files read.
+    pub fn load(cwd: &Path, home: Option<&Path>) -> Result<(Config, Vec<PathBuf>), InputError> {
+        let mut files = Vec::new();
+        let mut config = Config::default();
+        if let Some(home) = home {
+            let user = home.join(".config/wasmflow/config.toml");
+            if user.is_file() {
+                config = Config::read(&user)?;
+                files.push(user);
+            }
+        }
+        if let Some(project) = cwd
+            .ancestors()
+            .map(|d| d.join("wasmflow.toml"))
+            .find(|p| p.is_file())
+        {
+            config = config.overlay(Config::read(&project)?);
+            files.push(project);
+        }
+        Ok((config, files))
+    }
+
+    /// Reads one config file; unknown keys are errors naming it.
+    pub fn read(path: &Path) -> Result<Config, InputError> {
+        let bad = |reason: String| InputError::Config {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let config: Config = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        for (model, p) in &config.prices {
+            let all = [p.input, p.output, p.cache_read, p.cache_write];
+            if all.iter().any(|v| !v.is_finite() || *v < 0.0) {
+                return Err(bad(format!(
+                    "prices.\"{model}\": prices must be non-negative numbers"
+                )));
+            }
+        }
+        for (key, value) in [
+            ("agent_timeout", &config.agent_timeout),
+            ("stall_timeout", &config.stall_timeout),
+            ("retry_base", &config.retry_base),
+        ] {
+            if let Some(t) = value {
+                crate::limits::parse_duration(t).map_err(|e| bad(format!("{key}: {e}")))?;
+            }
+        }
+        for (alias, spec) in &config.models {
+            if let ModelSpec::Routed(RoutedModel {
+                backend: Some(b), ..
+            }) = spec
+                && !crate::backend::router::BACKENDS.contains(&b.as_str())
+            {
+                return Err(bad(format!(
+                    "models.{alias}: unknown backend `{b}` (available: {})",
+                    crate::backend::router::BACKENDS.join(", ")
+                )));
+            }
+        }
+        if let Some(b) = &config.backend
+            && !crate::backend::router::BACKENDS.contains(&b.as_str())
+        {
+            return Err(bad(format!(
+                "backend: unknown backend `{b}` (available: {})",
+                crate::backend::router::BACKENDS.join(", ")
+            )));
+        }
+        if config.concurrency == Some(0) || config.max_agents == Some(0) {
+            return Err(bad("concurrency and max_agents must be at least 1".into()));
+        }
+        Ok(config)
+    }
+
+    /// `over`'s settings win; tables merge key by key.
+    fn overlay(mut self, over: Config) -> Config {
+        self.disable = match (self.disable, over.disable) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (mine, theirs) => theirs.or(mine),
+        };
+        self.backend = over.backend.or(self.backend);
+        self.exec = over.exec.or(self.exec);
+        self.default_model = over.default_model.or(self.default_model);
+        self.concurrency = over.concurrency.or(self.concurrency);
+        self.max_agents = over.max_agents.or(self.max_agents);
+        self.agent_timeout = over.agent_timeout.or(self.agent_timeout);
+        self.stall_timeout = over.stall_timeout.or(self.stall_timeout);
+        self.retries = over.retries.or(self.retries);
+        self.retry_base = over.retry_base.or(self.retry_base);
+        self.models.extend(over.models);
+        self.prices.extend(over.prices);
+        self.anthropic = HttpSection {
+            base_url: over.anthropic.base_url.or(self.anthropic.base_url),
+            api_key_env: over.anthropic.api_key_env.or(self.anthropic.api_key_env),
+            max_tokens: over.anthropic.max_tokens.or(self.anthropic.max_tokens),
+        };
+        self.openai = HttpSection {
+            base_url: over.openai.base_url.or(self.openai.base_url),
+            api_key_env: over.openai.api_key_env.or(self.openai.api_key_env),
+            max_tokens: over.openai.max_tokens.or(self.openai.max_tokens),
+        };
+        self.plan = PlanSection {
+            input_tokens: over.plan.input_tokens.or(self.plan.input_tokens),
+            output_tokens: over.plan.output_tokens.or(self.plan.output_tokens),
+            confirm_agents: over.plan.confirm_agents.or(self.plan.confirm_agents),
+            confirm_usd: over.plan.confirm_usd.or(self.plan.confirm_usd),
+        };
+        self.claude = ClaudeSection {
+            command: over.claude.command.or(self.claude.command),
+            allowed_tools: if over.claude.allowed_tools.is_empty() {
+                self.claude.allowed_tools
+            } else {
+                over.claude.allowed_tools
+            },
+            disallowed_tools: if over.claude.disallowed_tools.is_empty() {
+                self.claude.disallowed_tools
+            } else {
+                over.claude.disallowed_tools
+            },
+        };
+        self
+    }
+
+    /// Where an alias leads: `[models]`, else the built-in aliases, else
+    /// the name is a model id itself.
+    pub fn route(&self, alias: &str) -> ModelRoute {
+        match self.models.get(alias) {
+            Some(ModelSpec::Id(id)) => ModelRoute {
+                id: id.clone(),
+                backend: None,
+            },
+            Some(ModelSpec::Routed(r)) => ModelRoute {
+                id: r.id.clone(),
+                backend: r.backend.clone(),
+            },
+            None => ModelRoute {
+                id: BUILTIN_MODELS
+                    .iter()
+                    .find(|(a, _, _)| *a == alias)
+                    .map(|(_, id, _)| id.to_string())
+                    .unwrap_or_else(|| alias.to_string()),
+                backend: None,
+            },
+        }
+    }
+
+    /// The model id an alias stands for (an unknown name is an id itself).
+    pub fn model_id(&self, alias: &str) -> String {
+        self.route(alias).id
+    }
+
+    /// Whether `name` is an alias (configured or built in).
+    pub fn is_alias(&self, name: &str) -> bool {
+        self.models.contains_key(name) || BUILTIN_MODELS.iter().any(|(a, _, _)| *a == name)
+    }
+
+    /// Every alias, configured then built in, with where it leads.
+    pub fn aliases(&self) -> Vec<(String, ModelRoute)> {
+        let mut all: Vec<(String, ModelRoute)> = self
+            .models
+            .keys()
+            .map(|a| (a.clone(), self.route(a)))
+            .collect();
+        for (a, _, _) in BUILTIN_MODELS {
+            if !self.models.contains_key(*a) {
+                all.push((a.to_string(), self.route(a)));
+            }
+        }
+        all
+    }
+
+    /// The price of a model, by its id or by an alias that names it; the
+    /// built-in list prices last.
+    pub fn price(&self, model_id: &str) -> Option<Price> {
+        self.prices
+            .get(model_id)
+            .copied()
+            .or_else(|| {
+                self.models
+                    .keys()
+                    .filter(|alias| self.route(alias).id == model_id)
+                    .find_map(|alias| self.prices.get(alias).copied())
+            })
+            .or_else(|| {
+                BUILTIN_MODELS
+                    .iter()
+                    .find(|(_, id, _)| *id == model_id)
+                    .map(|(_, _, p)| *p)
+            })
+    }
+}
+
+/// Managed machines: `WASMFLOW_DISABLE=1`, or `disable = true` in a config
+/// file, and nothing starts agents.
+pub fn refuse_if_disabled(cwd: &Path, home: Option<&Path>) -> Result<(), InputError> {
+    if let Ok(v) = std::env::var("WASMFLOW_DISABLE")
+        && !v.is_empty()
+        && v != "0"
+        && !v.eq_ignore_ascii_case("false")
+    {
+        return Err(InputError::Invalid(
+            "wasmflow is disabled on this machine (WASMFLOW_DISABLE is set): no workflow runs and no agent starts; ask whoever manages it, or unset WASMFLOW_DISABLE".into(),
+        ));
+    }
+    let (_, files) = Config::load(cwd, home)?;
+    for file in files {
+        if Config::read(&file)?.disable == Some(true) {
+            return Err(InputError::Invalid(format!(
+                "wasmflow is disabled by `disable = true` in {}: no workflow runs and no agent starts",
+                file.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_overrides_user_key_by_key() {
+        let base = std::env::temp_dir().join(format!("wf-config-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let home = base.join("home");
+        let project = base.join("proj/sub");
+        std::fs::create_dir_all(home.join(".config/wasmflow")).unwrap();
+        std::fs::create_dir_all(&project).unwrap();
+        std::fs::write(
+            home.join(".config/wasmflow/config.toml"),
+            "default_model = \"haiku\"\nconcurrency = 8\n[models]\nhaiku = \"h-1\"\n[prices.h-1]\ninput = 1\noutput = 5\n",
+        )
+        .unwrap();
+        std::fs::write(
+            base.join("proj/wasmflow.toml"),
+            "concurrency = 4\n[models]\nopus = \"o-1\"\n",
+        )
+        .unwrap();
+        let (c, files) = Config::load(&project, Some(&home)).unwrap();
+        assert_eq!(files.len(), 2);
+        assert_eq!(c.concurrency, Some(4));
+        assert_eq!(c.default_model.as_deref(), Some("haiku"));
+        assert_eq!(c.model_id("haiku"), "h-1");
+        assert_eq!(c.model_id("opus"), "o-1");
+        assert_eq!(c.model_id("other"), "other");
+        assert_eq!(c.price("h-1").unwrap().cost(1_000_000, 200_000), 2.0);
+    }
+
+    #[test]
+    fn bad_files_name_the_problem() {
+        let dir = std::env::temp_dir().join(format!("wf-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("wasmflow.toml");
+        for (text, expected) in [
+            ("concurency = 4\n", "concurency"),
+            ("[prices.x]\ninput = -1\noutput = 1\n", "non-negative"),
+            ("agent_timeout = \"soon\"\n", "agent_timeout"),
+            ("concurrency = \"many\"\n", "concurrency"),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = Config::read(&p).unwrap_err().to_string();
+            assert!(
+                e.contains(expected) && e.contains("wasmflow.toml"),
+                "{text}: {e}"
+            );
+        }
+    }
+}

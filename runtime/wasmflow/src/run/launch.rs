@@ -1,0 +1,688 @@
+//! From a [`RunSpec`] to a running run, in three steps every entry point
+//! shares: [`prepare`] (resolve the target, load and check the script, read
+//! the configuration, route models; nothing started, nothing written),
+//! [`Prepared::open`] (build the backends, create or reopen the run
+//! directory and store the spec in `run.json`) and [`Session::run`] (run
+//! to the end, journaled, and record how it ended). [`run_spec`] does all
+//! three. What the steps have to tell the user comes back as [`Notices`]
+//! for the caller to show; the library prints nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::error::{InputError, RunError};
+use crate::run::events::EventSink;
+use crate::run::journal::Replay;
+use crate::run::plan::{Assumptions, Estimate};
+use crate::run::run_dir::{self, RunDir, RunInfo, now_ms};
+use crate::run::spec::{RunSpec, Target};
+use crate::run::summary::RunSummary;
+use crate::sandbox::driver::{Durability, Program, RunConfig, run_program};
+use crate::sandbox::engine::WorkflowEngine;
+use crate::sandbox::module::{WorkflowModule, read_wasm};
+use crate::script::check::CheckOptions;
+use crate::script::{Script, bundled, saved};
+
+/// Where a run happens: the project directory, the user's home (for the
+/// user config and saved workflows) and where run directories live.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// The working (project) directory.
+    pub cwd: PathBuf,
+    /// `$HOME`, when set.
+    pub home: Option<PathBuf>,
+    /// Where run directories are created.
+    pub runs_root: PathBuf,
+}
+
+impl Env {
+    /// This process's working directory, home and runs root.
+    pub fn from_process() -> Result<Env, InputError> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| InputError::Invalid(format!("cannot read the working directory: {e}")))?;
+        Ok(Env {
+            runs_root: run_dir::runs_root(&cwd),
+            home: saved::home_dir(),
+            cwd,
+        })
+    }
+}
+
+/// One line for the user. Warnings are shown always; notes are progress,
+/// which `quiet` hides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// The whole line, as it is shown.
+    pub text: String,
+    /// A warning rather than a progress note.
+    pub warning: bool,
+}
+
+/// Lines for the user, in the order they arose.
+#[derive(Debug, Clone, Default)]
+pub struct Notices(pub Vec<Notice>);
+
+impl Notices {
+    /// A progress note.
+    pub fn note(&mut self, text: String) {
+        self.0.push(Notice {
+            text,
+            warning: false,
+        });
+    }
+
+    /// A warning.
+    pub fn warning(&mut self, text: String) {
+        self.0.push(Notice {
+            text,
+            warning: true,
+        });
+    }
+
+    /// Takes the lines gathered so far.
+    pub fn take(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+/// A target resolved against the saved workflows: a name becomes the file
+/// that saved it, else the bundled workflow of that name.
+pub fn resolve_target(target: &Target, saved: &[saved::SearchDir]) -> Result<Target, InputError> {
+    match target {
+        Target::Name { name } => {
+            if let Some(found) = saved::find(name, saved) {
+                return Ok(Target::File { path: found });
+            }
+            if let Some(b) = bundled::find(name) {
+                return Ok(Target::Bundled {
+                    name: b.name.to_string(),
+                });
+            }
+            Err(InputError::Invalid(saved::not_found(name, saved)))
+        }
+        Target::Bundled { name } => match bundled::find(name) {
+            Some(b) => Ok(Target::Bundled {
+                name: b.name.to_string(),
+            }),
+            None => Err(InputError::Invalid(saved::not_found(name, saved))),
+        },
+        other => Ok(other.clone()),
+    }
+}
+
+/// What a word on a command line names: a path to a script or component,
+/// or the name of a saved or bundled workflow.
+pub fn target_from_word(word: &str) -> Target {
+    let path = Path::new(word);
+    if path.exists()
+        || word.ends_with(".js")
+        || word.ends_with(".wasm")
+        || word.contains(std::path::MAIN_SEPARATOR)
+    {
+        Target::File {
+            path: path.to_path_buf(),
+        }
+    } else {
+        Target::Name {
+            name: word.to_string(),
+        }
+    }
+}
+
+/// The script, and the component when the target is one: a compiled
+/// workflow (`wasmflow build`) runs like its script, which comes back out
+/// of the module's custom section. `target` must be resolved.
+pub fn load_program(
+    engine: &WorkflowEngine,
+    target: &Target,
+    check: CheckOptions,
+) -> Result<(Option<WorkflowModule>, Script), RunError> {
+    Ok(match target {
+        Target::Name { .. } | Target::Bundled { .. } => {
+            let name = match target {
+                Target::Name { name } | Target::Bundled { name } => name,
+                _ => unreachable!("matched above"),
+            };
+            match bundled::find(name) {
+                Some(b) => (None, b.script(check)?),
+                None => {
+                    return Err(InputError::Invalid(format!(
+                        "no bundled workflow `{name}` (`wasmflow list` shows them)"
+                    ))
+                    .into());
+                }
+            }
+        }
+        Target::Inline {
+            filename, source, ..
+        } => (
+            None,
+            Script::from_source(
+                PathBuf::from(filename),
+                filename.clone(),
+                source.clone(),
+                check,
+            )?,
+        ),
+        Target::File { path } => match read_wasm(path)? {
+            Some(bytes) => {
+                let m = WorkflowModule::load(engine, path, &bytes, check)?;
+                let script = m.script.clone();
+                (Some(m), script)
+            }
+            None => (None, Script::load(path, check)?),
+        },
+    })
+}
+
+/// A spec made ready: its script loaded and checked, the configuration read,
+/// models routed. Nothing has started and nothing is written.
+pub struct Prepared {
+    /// The spec, its target resolved (a name became a file or a bundled
+    /// workflow) and its args filled from the run it resumes.
+    pub spec: RunSpec,
+    /// Where it runs.
+    pub env: Env,
+    /// The engine.
+    pub engine: WorkflowEngine,
+    /// The component, when the target is one.
+    pub module: Option<WorkflowModule>,
+    /// The script (a component's, for a component).
+    pub script: Script,
+    /// The merged configuration.
+    pub config: Config,
+    /// Saved-workflow directories, for `workflow(name)`.
+    pub saved: Vec<saved::SearchDir>,
+    /// The backend agents run on unless routed elsewhere.
+    pub backend_name: String,
+    /// The default model alias.
+    pub default_model: Option<String>,
+    /// What the user should be told before the run starts.
+    pub notices: Notices,
+    started: Instant,
+}
+
+/// Loads, checks and routes `spec` without starting anything.
+pub fn prepare(spec: RunSpec, env: &Env) -> Result<Prepared, RunError> {
+    let started = Instant::now();
+    spec.validate()?;
+    let engine = WorkflowEngine::new().map_err(RunError::Internal)?;
+    prepare_with(spec, env, engine, started)
+}
+
+/// [`prepare`] with an engine the caller already has (a server running
+/// many runs loads it once).
+pub fn prepare_with(
+    mut spec: RunSpec,
+    env: &Env,
+    engine: WorkflowEngine,
+    started: Instant,
+) -> Result<Prepared, RunError> {
+    spec.validate()?;
+    let saved = saved::search_dirs(&env.cwd, env.home.as_deref());
+    spec.target = resolve_target(&spec.target, &saved)?;
+    let check = CheckOptions {
+        strict: spec.strict,
+    };
+    let (module, script) = load_program(&engine, &spec.target, check)?;
+    let mut notices = Notices::default();
+    for w in &script.warnings {
+        notices.warning(format!(
+            "warning: {}:{}:{}: {}",
+            script.filename, w.line, w.column, w.message
+        ));
+    }
+    // A resume runs with the args the run was started with, unless given.
+    if let Some(id) = &spec.journal.resume
+        && spec.args.is_none()
+    {
+        let info = RunDir::open(&env.runs_root, id)
+            .and_then(|d| d.read_info())
+            .map_err(InputError::Invalid)?;
+        spec.args = match &info.spec {
+            Some(stored) => stored.args.clone(),
+            None => Some(info.args.clone()),
+        };
+    }
+    let (config, _files) = Config::load(&env.cwd, env.home.as_deref())?;
+    let backend_name = spec.backend_name(&config);
+    let default_model = default_model(&spec, &config, &backend_name, &mut notices);
+    if let Some(max) = spec.max_cost {
+        check_prices(&script, &config, default_model.as_deref(), max)?;
+    }
+    Ok(Prepared {
+        spec,
+        env: env.clone(),
+        engine,
+        module,
+        script,
+        config,
+        saved,
+        backend_name,
+        default_model,
+        notices,
+        started,
+    })
+}
+
+/// The spec's model, else the config's `default_model`; for the Claude
+/// backends never silently the most expensive model: the middle one, said.
+fn default_model(
+    spec: &RunSpec,
+    config: &Config,
+    backend_name: &str,
+    notices: &mut Notices,
+) -> Option<String> {
+    match spec.model.clone().or_else(|| config.default_model.clone()) {
+        Some(m) => Some(m),
+        None if backend_name == "claude" || backend_name == "anthropic" => {
+            notices.note(format!(
+                "wasmflow: no default model set: agents that name none use sonnet ({}); set default_model in wasmflow.toml or pass --model",
+                config.model_id("sonnet")
+            ));
+            Some("sonnet".to_string())
+        }
+        None => None,
+    }
+}
+
+/// `--max-cost` needs a price for every model the run may use: the
+/// default, the phases' models, and models named literally in the script.
+/// An unpriced model is never counted as $0.
+fn check_prices(
+    script: &Script,
+    config: &Config,
+    default_model: Option<&str>,
+    max: f64,
+) -> Result<(), InputError> {
+    let Some(default_model) = default_model else {
+        return Err(InputError::Invalid(format!(
+            "--max-cost {max} needs to know what agents cost: set default_model (and its price) in wasmflow.toml, or pass --model"
+        )));
+    };
+    let mut models: Vec<String> = vec![default_model.to_string()];
+    if let Some(meta) = &script.meta {
+        models.extend(meta.phases.iter().filter_map(|p| p.model.clone()));
+    }
+    models.extend(script.literal_models.iter().cloned());
+    let mut unpriced: Vec<String> = models
+        .iter()
+        .map(|alias| config.model_id(alias))
+        .filter(|id| config.price(id).is_none())
+        .collect();
+    unpriced.sort();
+    unpriced.dedup();
+    if unpriced.is_empty() {
+        return Ok(());
+    }
+    Err(InputError::Invalid(format!(
+        "--max-cost {max}: no price for {}; add one per model to wasmflow.toml, e.g. [prices.\"{}\"] input = 3.0, output = 15.0 (USD per million tokens)",
+        unpriced.join(", "),
+        unpriced[0]
+    )))
+}
+
+impl Prepared {
+    /// What runs.
+    pub fn program(&self) -> Program<'_> {
+        match &self.module {
+            Some(m) => Program::Module(m),
+            None => Program::Script(&self.script),
+        }
+    }
+
+    /// Whether a run of this spec should be agreed to first when its
+    /// estimate is over the `[plan]` thresholds: real agents cost money,
+    /// and a resume was agreed to already.
+    pub fn wants_confirmation(&self) -> bool {
+        self.backend_name != "sim" && self.spec.journal.resume.is_none()
+    }
+
+    /// The run's settings for the driver, on `backend`.
+    fn run_config(&self, backend: Arc<dyn crate::backend::AgentBackend>) -> RunConfig {
+        RunConfig {
+            limits: self.spec.resolved_limits(&self.config),
+            args_json: self.spec.args_json(),
+            backend,
+            budget: self.spec.budget,
+            schema_tries: self.spec.schema_tries,
+            strict: self.spec.strict,
+            saved: self.saved.clone(),
+            config: Arc::new(self.config.clone()),
+            default_model: self.default_model.clone(),
+            max_cost: self.spec.max_cost,
+            circuit_breaker: self.spec.circuit_breaker,
+            durability: None,
+            pause_on_signal: false,
+            driver: self.spec.driver,
+            record: self.spec.progress.record.is_some(),
+        }
+    }
+
+    /// A dry run on simulated agents with the settings a real run would
+    /// have (the sim rules of the spec, if any, answer).
+    pub fn estimate(&self) -> Result<Estimate, RunError> {
+        let rules = match &self.spec.backend.sim.rules {
+            Some(path) => Some(crate::backend::sim::SimRules::load(path).map_err(|reason| {
+                InputError::SimRules {
+                    path: path.clone(),
+                    reason,
+                }
+            })?),
+            None => None,
+        };
+        let sim = Arc::new(crate::backend::sim::SimBackend::new(
+            Default::default(),
+            Duration::ZERO,
+            None,
+        ));
+        let mut config = self.run_config(sim);
+        config.record = false;
+        Ok(crate::run::plan::estimate(
+            &self.engine,
+            self.program(),
+            config,
+            rules,
+            Assumptions::from_config(&self.config),
+        ))
+    }
+
+    fn agent_timeout(&self) -> Result<Duration, InputError> {
+        Ok(
+            match (
+                self.spec.backend.agent_timeout_ms,
+                &self.config.agent_timeout,
+            ) {
+                (Some(ms), _) => Duration::from_millis(ms),
+                (None, Some(text)) => {
+                    crate::limits::parse_duration(text).map_err(InputError::Invalid)?
+                }
+                (None, None) => Duration::from_secs(30 * 60),
+            },
+        )
+    }
+
+    /// Builds the backends and creates the run directory (or reopens the
+    /// one the spec resumes, reading its journal back), storing the spec
+    /// in `run.json`. Refused on a machine where wasmflow is disabled.
+    pub fn open(mut self) -> Result<Session, RunError> {
+        crate::config::refuse_if_disabled(&self.env.cwd, self.env.home.as_deref())?;
+        let agent_timeout = self.agent_timeout()?;
+        let backend = crate::backend::build::build(
+            &self.spec,
+            &self.backend_name,
+            &self.config,
+            &self.script,
+            self.default_model.as_deref(),
+            agent_timeout,
+            &mut self.notices,
+        )?;
+        let mut config = self.run_config(backend);
+        let record = if self.spec.journal.enabled {
+            let (record, durability) = self.open_run_dir()?;
+            config.pause_on_signal = true;
+            config.durability = Some(durability);
+            Some(record)
+        } else {
+            None
+        };
+        Ok(Session {
+            prepared: self,
+            config,
+            record,
+        })
+    }
+
+    fn open_run_dir(&mut self) -> Result<(RunRecord, Durability), RunError> {
+        let root = self.env.runs_root.clone();
+        let output_error = |path: &Path, e: std::io::Error| InputError::Output {
+            what: "the run directory",
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let (dir, mut info, replay, valid_len) = match &self.spec.journal.resume {
+            Some(id) => {
+                let dir = RunDir::open(&root, id).map_err(InputError::Invalid)?;
+                let info = dir.read_info().map_err(InputError::Invalid)?;
+                if info.session_alive() {
+                    return Err(InputError::Invalid(format!(
+                        "run {id} is still running (process {}); pause it first: wasmflow stop {id}",
+                        info.pid
+                    ))
+                    .into());
+                }
+                let read = dir.read_journal().map_err(InputError::Invalid)?;
+                for skipped in &read.skipped {
+                    self.notices.warning(format!(
+                        "wasmflow: warning: journal of run {id}: skipped {skipped}"
+                    ));
+                }
+                let replay = Replay::from_records(&read.records);
+                self.notices.note(format!(
+                    "wasmflow: resuming run {id}: {} finished agent(s) in the journal are handed back, not run again",
+                    replay.len()
+                ));
+                (dir, info, replay, read.valid_len)
+            }
+            None => {
+                let id = run_dir::new_run_id();
+                let dir =
+                    RunDir::create(&root, &id).map_err(|e| output_error(&root.join(&id), e))?;
+                let info = RunInfo {
+                    id,
+                    created_ms: now_ms(),
+                    ..RunInfo::default()
+                };
+                (dir, info, Replay::default(), 0)
+            }
+        };
+        let script = &self.script;
+        info.name = script.name();
+        info.script_path = match &self.spec.target {
+            // A bundled workflow is stored by name, which a resume looks
+            // up again.
+            Target::Bundled { name } => PathBuf::from(name),
+            Target::Inline { filename, .. } => PathBuf::from(filename),
+            Target::File { path } => std::path::absolute(path).unwrap_or_else(|_| path.clone()),
+            Target::Name { name } => PathBuf::from(name),
+        };
+        if let Target::File { path } = &mut self.spec.target {
+            *path = info.script_path.clone();
+        }
+        info.script_sha256 = crate::run::key::sha256_hex(script.source.as_bytes());
+        info.args = self.spec.args.clone().unwrap_or(Value::Null);
+        // Stored with absolute paths: a resume from another directory finds
+        // the same files.
+        let cwd = &self.env.cwd;
+        let sim = &mut self.spec.backend.sim;
+        for path in [&mut sim.rules, &mut sim.trace].into_iter().flatten() {
+            *path = cwd.join(&*path);
+        }
+        info.spec = Some(self.spec.clone());
+        info.flags = Vec::new();
+        info.status = "running".into();
+        info.pid = std::process::id();
+        info.sessions += 1;
+        info.updated_ms = now_ms();
+        info.result = None;
+        dir.write_info(&info)
+            .map_err(|e| output_error(&dir.path, e))?;
+        self.notices.note(format!(
+            "wasmflow: run {} (in {}; Ctrl-C pauses it, `wasmflow resume {}` continues it)",
+            info.id,
+            dir.path.display(),
+            info.id
+        ));
+        let dir = Arc::new(dir);
+        Ok((
+            RunRecord {
+                dir: dir.clone(),
+                info,
+            },
+            Durability {
+                dir,
+                replay,
+                valid_len,
+                sync: true,
+                grace: Duration::from_millis(self.spec.journal.grace_ms),
+            },
+        ))
+    }
+}
+
+/// The run directory of a journaled run, and its run.json.
+struct RunRecord {
+    dir: Arc<RunDir>,
+    info: RunInfo,
+}
+
+impl RunRecord {
+    /// Records how the session ended in run.json.
+    fn finish(mut self, summary: &RunSummary) -> Option<String> {
+        self.info.status = summary.status.to_string();
+        self.info.result = (summary.status == "ok").then(|| summary.result.clone());
+        self.info.summary = serde_json::to_value(summary).ok();
+        self.info.updated_ms = now_ms();
+        self.dir
+            .write_info(&self.info)
+            .err()
+            .map(|e| format!("cannot write {}/run.json: {e}", self.dir.path.display()))
+    }
+}
+
+/// A run ready to go: backends built, run directory open.
+pub struct Session {
+    prepared: Prepared,
+    config: RunConfig,
+    record: Option<RunRecord>,
+}
+
+/// How a run ended.
+pub struct Finished {
+    /// The result, or why there is none.
+    pub result: Result<Value, RunError>,
+    /// The `--json` summary (also stored in `run.json`).
+    pub summary: RunSummary,
+    /// A problem recording the end in `run.json` (the run itself is not
+    /// affected).
+    pub record_error: Option<String>,
+}
+
+impl Session {
+    /// The spec, its target resolved.
+    pub fn spec(&self) -> &RunSpec {
+        &self.prepared.spec
+    }
+
+    /// The script.
+    pub fn script(&self) -> &Script {
+        &self.prepared.script
+    }
+
+    /// The run id and directory, when journaled.
+    pub fn run_dir(&self) -> Option<&RunDir> {
+        self.record.as_ref().map(|r| r.dir.as_ref())
+    }
+
+    /// What the user should be told now (taken: each line once).
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        self.prepared.notices.take()
+    }
+
+    /// Runs to the end, reports the tally through `events`, writes the
+    /// recording the spec asks for and records the end in `run.json`.
+    pub fn run(self, events: EventSink) -> Finished {
+        let Session {
+            prepared,
+            config,
+            record,
+        } = self;
+        let recorded_args = prepared.spec.args.clone().unwrap_or(Value::Null);
+        let outcome = run_program(&prepared.engine, prepared.program(), config, events);
+        let mut events = outcome.events;
+        let status = match &outcome.result {
+            Ok(_) => "ok",
+            Err(e) => e.status(),
+        };
+        let s = &outcome.stats;
+        events.note(&format!(
+            "{status}: {} agents ({} done, {} failed), {} input / {} output tokens",
+            s.agents.spawned, s.agents.done, s.agents.failed, s.tokens.input, s.tokens.output
+        ));
+        if s.agents.cached > 0 {
+            events.note(&format!(
+                "  {} from the journal (not run again: {} input / {} output tokens{}), {} run live",
+                s.agents.cached,
+                s.from_journal.input,
+                s.from_journal.output,
+                s.from_journal
+                    .usd
+                    .map(|u| format!(", ${u:.4}"))
+                    .unwrap_or_default(),
+                s.live.agents
+            ));
+        }
+        if let Some(usd) = s.cost.total_usd {
+            events.note(&format!("cost: ${usd:.4}"));
+        }
+        for f in &s.failures {
+            events.note(&format!("  failed: {}: {}", f.label, f.reason));
+        }
+        events.run_finished(status);
+        drop(events);
+        let mut result = outcome.result;
+        if let Some(path) = &prepared.spec.progress.record {
+            let recording = crate::run::record::Recording {
+                format: 1,
+                args: recorded_args,
+                budget: prepared.spec.budget,
+                agents: outcome.stats.recorded.clone(),
+                result: result.as_ref().cloned().unwrap_or(Value::Null),
+            };
+            let text = serde_json::to_string_pretty(&recording).unwrap_or_default();
+            if let Err(e) = std::fs::write(path, text) {
+                result = Err(InputError::Output {
+                    what: "the recording",
+                    path: path.clone(),
+                    reason: e.to_string(),
+                }
+                .into());
+            }
+        }
+        let duration_ms = prepared.started.elapsed().as_millis() as u64;
+        let mut summary = RunSummary::new(&result, outcome.stats, duration_ms);
+        summary.run_id = record.as_ref().map(|r| r.dir.id.clone());
+        let record_error = record.and_then(|r| r.finish(&summary));
+        Finished {
+            result,
+            summary,
+            record_error,
+        }
+    }
+}
+
+/// Prepares, opens and runs `spec` with no confirmation asked: the one
+/// call for an embedder. Notices go nowhere; `events` gets the progress.
+pub fn run_spec(spec: RunSpec, env: &Env, events: EventSink) -> Finished {
+    let started = Instant::now();
+    match prepare(spec, env).and_then(Prepared::open) {
+        Ok(session) => session.run(events),
+        Err(e) => {
+            let result = Err(e);
+            let summary = RunSummary::new(
+                &result,
+                Default::default(),
+                started.elapsed().as_millis() as u64,
+            );
+            Finished {
+                result,
+                summary,
+                record_error: None,
+            }
+        }
+    }
+}

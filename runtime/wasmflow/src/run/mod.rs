@@ -1,0 +1,13 @@
+//! A run: what describes it ([`spec`]), its scheduler, journal and run
+//! directory, the events it emits, its summary, and dry-run estimates.
+
+pub mod events;
+pub mod journal;
+pub mod key;
+pub mod launch;
+pub mod plan;
+pub mod record;
+pub mod run_dir;
+pub mod scheduler;
+pub mod spec;
+pub mod summary;
