@@ -213,7 +213,7 @@ fn anthropic_routes_caches_structures_and_costs() {
     assert_eq!(pick_cost["model"], "claude-opus-4-6");
     assert!(close(&pick_cost["usd"], opus));
     // Without --json the per-agent cost shows in the progress lines.
-    let out = anthropic(&dir, &server, &[]);
+    let out = anthropic(&dir, &server, &["--progress", "agents"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stderr
@@ -398,7 +398,9 @@ fn problems_are_reported_before_any_agent_runs() {
     );
     assert_eq!(out.code, 2);
     assert!(
-        out.stderr.contains("cannot reach the Anthropic API"),
+        out.stderr.contains(&format!(
+            "cannot reach the Anthropic-compatible server at {dead_url}"
+        )),
         "{}",
         out.stderr
     );
@@ -535,4 +537,76 @@ fn quota_failures_trip_the_circuit_breaker() {
     );
     // insufficient_quota is not retried, and no fourth agent starts.
     assert_eq!(server.requests_to("/v1/chat/completions").len(), 3);
+}
+
+#[test]
+fn retry_warnings_in_a_pipe_are_plain_and_one_line_each() {
+    let server = FakeServer::start(|req, n| {
+        if req.path.starts_with("/v1/models") {
+            return models_list(ANTHROPIC_MODELS);
+        }
+        if n < 2 {
+            return json_reply(
+                500,
+                json!({"type": "error", "error": {"type": "api_error", "message": "upstream said:\nline two\r\nline three"}}),
+            );
+        }
+        Reply::Sse {
+            events: anthropic_text("claude-haiku-4-5", "fine", usage_for("x")),
+            stall: None,
+        }
+    });
+    let dir = setup(
+        "retry-one-line",
+        "return await agent('hello')\n",
+        "default_model = \"haiku\"\nretry_base = \"10ms\"\n",
+    );
+    let out = anthropic(&dir, &server, &["--quiet"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        !out.stderr.contains('\u{1b}'),
+        "colour codes in a pipe: {:?}",
+        out.stderr
+    );
+    let retries: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("retry "))
+        .collect();
+    assert_eq!(retries.len(), 2, "{}", out.stderr);
+    for line in retries {
+        assert!(
+            line.contains("upstream said:") && line.contains("line three"),
+            "{line}"
+        );
+    }
+    assert!(
+        !out.stderr.lines().any(|l| l.starts_with("line two")),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_run_refused_by_the_preflight_leaves_nothing_resumable() {
+    let refusing = FakeServer::start(|_, _| {
+        json_reply(
+            401,
+            json!({"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}),
+        )
+    });
+    let dir = setup(
+        "preflight-nothing",
+        "return await agent('one')\n",
+        "default_model = \"haiku\"\n",
+    );
+    let out = anthropic(&dir, &refusing, &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("invalid x-api-key"), "{}", out.stderr);
+    assert!(!out.stderr.contains("resume"), "{}", out.stderr);
+    assert!(
+        !dir.join(".wasmflow/runs").exists(),
+        "a run directory was made"
+    );
+    assert!(refusing.requests_to("/v1/messages").is_empty());
 }

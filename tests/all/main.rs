@@ -19,6 +19,7 @@ mod modules;
 mod operator;
 mod progress;
 mod properties;
+mod rough_edges;
 mod routing;
 mod run_spec;
 mod script_results;

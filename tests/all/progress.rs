@@ -19,7 +19,7 @@ fn normalise(stderr: &str, dir: &std::path::Path) -> String {
 }
 
 #[test]
-fn plain_progress_matches_the_golden_file() {
+fn agent_progress_matches_the_golden_file() {
     let dir = temp_dir("plain-progress");
     let ex = root().join("examples");
     let out = run_in(
@@ -27,7 +27,7 @@ fn plain_progress_matches_the_golden_file() {
         ex.join("route-audit.js").to_str().unwrap(),
         &[
             "--progress",
-            "plain",
+            "agents",
             "--concurrency",
             "1",
             "--model",
@@ -38,11 +38,11 @@ fn plain_progress_matches_the_golden_file() {
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let got = normalise(&out.stderr, &dir);
-    let golden = root().join("tests/golden/progress-plain.txt");
+    let golden = root().join("tests/golden/progress-agents.txt");
     if std::env::var_os("WASMFLOW_BLESS").is_some() {
         std::fs::write(&golden, &got).unwrap();
     }
-    let want = std::fs::read_to_string(&golden).expect("tests/golden/progress-plain.txt");
+    let want = std::fs::read_to_string(&golden).expect("tests/golden/progress-agents.txt");
     assert_eq!(
         got, want,
         "plain progress changed; if on purpose, rerun with WASMFLOW_BLESS=1"

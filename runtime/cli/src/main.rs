@@ -10,6 +10,7 @@ use wasmflow::error::exit;
 mod bench;
 mod list;
 mod live;
+mod logging;
 mod module;
 mod plan;
 mod report;
@@ -73,7 +74,9 @@ pub struct RunArgs {
     /// `wasmflow build`) or the name of a saved workflow.
     pub script: String,
     /// Plain text for the script's `args` (as with `/name some text`).
-    #[arg(trailing_var_arg = true, value_name = "TEXT")]
+    /// Flags may stand anywhere; words after `--` are text even when they
+    /// start with `-`.
+    #[arg(value_name = "TEXT")]
     pub text: Vec<String>,
     /// The value the script sees as `args`, as JSON (e.g. '{"n": 3}' or '"text"').
     #[arg(long, value_name = "JSON", conflicts_with = "args_file")]
@@ -202,9 +205,10 @@ pub struct RunArgs {
     #[arg(long, short)]
     pub quiet: bool,
     /// `live`: a tree of phases and running agents redrawn in place (the
-    /// default on a terminal); `plain`: one line per event (the default
-    /// otherwise).
-    #[arg(long, value_name = "MODE", value_parser = ["live", "plain"])]
+    /// default on a terminal); `plain`: phase changes, failures, log()
+    /// lines and a tally at most every 5 s (the default otherwise);
+    /// `agents`: one line per ended agent.
+    #[arg(long, value_name = "MODE", value_parser = ["live", "plain", "agents"])]
     pub progress: Option<String>,
     /// sim backend: latency of every agent without a rule, in milliseconds.
     /// (default 0)
@@ -226,6 +230,21 @@ pub fn parse_run(argv: Vec<String>) -> Result<RunArgs, clap::Error> {
             clap::error::ErrorKind::InvalidSubcommand,
             "expected `run`",
         )),
+    }
+}
+
+/// Prints a command-line error; for an unknown `-`-word, also how to pass
+/// it as text (clap suggests a similar flag instead when there is one).
+pub fn print_usage_error(e: &clap::Error) {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let _ = e.print();
+    if e.kind() != ErrorKind::UnknownArgument {
+        return;
+    }
+    if let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg)
+        && !e.to_string().contains(&format!("'-- {arg}'"))
+    {
+        eprintln!("  tip: to pass '{arg}' as text, put it after `--`: '-- {arg}'");
     }
 }
 
@@ -255,17 +274,11 @@ fn main() {
 }
 
 fn cli_main() -> i32 {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WASMFLOW_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
+            print_usage_error(&e);
             return match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                     exit::OK

@@ -44,22 +44,24 @@ fn try_plan(args: &RunArgs) -> Result<(), RunError> {
 pub fn confirm(estimate: &Estimate, file_config: &Config, script: &Script) -> Result<(), RunError> {
     let max_agents = file_config.plan.confirm_agents.unwrap_or(50);
     let max_usd = file_config.plan.confirm_usd.unwrap_or(5.0);
-    let over_agents = estimate.agents > max_agents;
-    let over_usd = estimate.usd.is_some_and(|u| u > max_usd);
+    // The typical case: lists as long as real agents tend to make them.
+    let typical = &estimate.typical;
+    let over_agents = typical.agents > max_agents;
+    let over_usd = typical.usd.is_some_and(|u| u > max_usd);
     if !over_agents && !over_usd {
         return Ok(());
     }
-    let cost = match estimate.usd {
+    let cost = match typical.usd {
         Some(u) => format!("about ${u:.2}"),
         None => "an unknown cost (unpriced models)".into(),
     };
     let summary = format!(
         "{} would start about {} agents ({}; {} input / {} output tokens as assumed), over the confirmation threshold of {max_agents} agents or ${max_usd:.2} ([plan] confirm_agents / confirm_usd)",
         script.name(),
-        estimate.agents,
+        typical.agents,
         cost,
-        estimate.input_tokens,
-        estimate.output_tokens
+        typical.input_tokens,
+        typical.output_tokens
     );
     if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
         eprint!("{}", describe(script, estimate, false));
@@ -108,27 +110,56 @@ pub fn describe(script: &Script, e: &Estimate, rules: bool) -> String {
         None => line(format!("{} (no meta)", script.name())),
     }
     line("estimate, from a dry run on simulated agents (nothing was sent to a backend):".into());
-    line(format!("  agents     {}", e.agents));
-    let join = |m: &std::collections::BTreeMap<String, wasmflow::run::summary::CostLine>| {
-        m.iter()
-            .map(|(k, v)| match v.usd {
-                Some(u) => format!("{k} {} (${u:.4})", v.agents),
-                None => format!("{k} {}", v.agents),
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+    let t = &e.typical;
+    let range = |low: u64, typical: u64| {
+        if low == typical {
+            low.to_string()
+        } else {
+            format!("{low} – {typical}")
+        }
     };
-    line(format!("  by phase   {}", join(&e.by_phase)));
-    line(format!("  by model   {}", join(&e.by_model)));
     line(format!(
-        "  tokens     {} input / {} output",
-        e.input_tokens, e.output_tokens
+        "  agents     {} (1 / {} items per list)",
+        range(e.agents.min, e.agents.typical),
+        e.list_items
     ));
-    line(match e.usd {
-        Some(u) => format!("  cost       ${u:.4} at the configured prices"),
-        None => format!(
+    let phases = t
+        .by_phase
+        .iter()
+        .map(|(k, v)| {
+            let low = e.by_phase.get(k).map_or(0, |l| l.agents);
+            match v.usd {
+                Some(u) => format!("{k} {} (${u:.4})", range(low, v.agents)),
+                None => format!("{k} {}", range(low, v.agents)),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    line(format!("  by phase   {phases}"));
+    if !e.fan_out.is_empty() {
+        line(format!("  fans out   {}", e.fan_out.join(", ")));
+    }
+    let models = t
+        .by_model
+        .iter()
+        .map(|(k, v)| {
+            let low = e.by_model.get(k).map_or(0, |l| l.agents);
+            format!("{k} {}", range(low, v.agents))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    line(format!("  by model   {models}"));
+    line(format!(
+        "  tokens     {} – {} input / {} – {} output",
+        e.input_tokens, t.input_tokens, e.output_tokens, t.output_tokens
+    ));
+    line(match (e.usd, t.usd) {
+        (Some(low), Some(high)) => {
+            format!("  cost       ${low:.4} – ${high:.4} at the configured prices")
+        }
+        _ => format!(
             "  cost       unknown: {} agents use models without a price ([prices] in wasmflow.toml)",
-            e.unpriced_agents
+            t.unpriced_agents
         ),
     });
     line("assumptions:".into());
@@ -139,7 +170,10 @@ pub fn describe(script: &Script, e: &Estimate, rules: bool) -> String {
         "  - every agent reads {} input tokens and writes {} output tokens ([plan] input_tokens / output_tokens)",
         e.assumptions.input_tokens, e.assumptions.output_tokens
     ));
-    line("  - simulated agents answer every call, with schema-valid replies: loops and branches that depend on real answers may start more or fewer agents".into());
+    line(format!(
+        "  - simulated agents answer every call, with schema-valid replies holding 1 item per list (low) or {} distinct items (typical, [plan] list_items): loops and branches that depend on real answers may start more or fewer agents",
+        e.list_items
+    ));
     line("  - models as a real run routes them: opts.model, the phase's model, --model / default_model".into());
     if e.ended != "ok" {
         line(format!(

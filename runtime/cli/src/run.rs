@@ -120,7 +120,7 @@ pub fn run_spec(spec: RunSpec, env: &Env, yes: bool) -> Result<Finished, RunErro
     let live = match progress.mode {
         _ if progress.quiet => false,
         Some(ProgressMode::Live) => true,
-        Some(ProgressMode::Plain) => false,
+        Some(ProgressMode::Plain | ProgressMode::Agents) => false,
         None => {
             use std::io::IsTerminal;
             std::io::stderr().is_terminal() && std::env::var("TERM").map_or(true, |t| t != "dumb")
@@ -134,6 +134,9 @@ pub fn run_spec(spec: RunSpec, env: &Env, yes: bool) -> Result<Finished, RunErro
                 reason: e.to_string(),
             }
         })?;
+    if progress.mode == Some(ProgressMode::Agents) {
+        events = events.with_agent_lines();
+    }
     let mut session = prepared.open()?;
     show(session.take_notices(), quiet);
     // After the lines above: the view redraws over what follows it.

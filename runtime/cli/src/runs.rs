@@ -11,15 +11,16 @@ use wasmflow::run::run_dir::{self, RunDir, RunInfo, now_ms};
 
 #[derive(Args, Debug)]
 pub struct ResumeArgs {
-    /// The run to continue (`wasmflow runs` lists them).
-    pub id: String,
-    /// `run` flags that override the stored ones (e.g. --budget 2m).
+    /// The run to continue (`wasmflow runs` lists them), and `run` flags,
+    /// anywhere on the line, that override the stored ones (e.g. --budget
+    /// 2m); text after the id replaces the stored args.
     #[arg(
         trailing_var_arg = true,
         allow_hyphen_values = true,
-        value_name = "FLAGS"
+        required = true,
+        value_name = "ID [FLAGS]"
     )]
-    pub flags: Vec<String>,
+    pub words: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -85,7 +86,18 @@ fn fail(message: String) -> i32 {
 
 pub fn resume(args: ResumeArgs) -> i32 {
     let start = std::time::Instant::now();
-    let (_, info) = match open_run(&args.id) {
+    // The words read as a `run` command line whose target is the run id:
+    // flags may stand anywhere, as they may for `run`.
+    let mut argv: Vec<String> = vec!["wasmflow".into(), "run".into()];
+    argv.extend(args.words.iter().cloned());
+    let overrides = match crate::parse_run(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            crate::print_usage_error(&e);
+            return exit::USAGE;
+        }
+    };
+    let (_, info) = match open_run(&overrides.script) {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
@@ -95,17 +107,6 @@ pub fn resume(args: ResumeArgs) -> i32 {
             Ok(spec) => spec,
             Err(e) => return fail(e),
         },
-    };
-    // The flags after the id, read as `run` flags (the target is the
-    // stored one: the word in its place is never read).
-    let mut argv: Vec<String> = vec!["wasmflow".into(), "run".into(), "stored-target".into()];
-    argv.extend(args.flags.iter().cloned());
-    let overrides = match crate::parse_run(argv) {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return exit::USAGE;
-        }
     };
     // Where output goes belongs to this session.
     spec.progress = Default::default();

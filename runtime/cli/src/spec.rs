@@ -118,6 +118,7 @@ pub fn apply(spec: &mut RunSpec, args: &RunArgs) -> Result<(), InputError> {
     }
     match args.progress.as_deref() {
         Some("live") => p.mode = Some(ProgressMode::Live),
+        Some("agents") => p.mode = Some(ProgressMode::Agents),
         Some(_) => p.mode = Some(ProgressMode::Plain),
         None => {}
     }

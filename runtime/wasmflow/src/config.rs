@@ -152,6 +152,9 @@ pub struct PlanSection {
     pub confirm_agents: Option<u64>,
     /// ... or over this many USD (default 5).
     pub confirm_usd: Option<f64>,
+    /// Items a simulated agent puts in each list of a schema reply in the
+    /// estimate's typical case (default 5; the low case puts one).
+    pub list_items: Option<u64>,
 }
 
 /// One configuration file, or several merged.
@@ -307,6 +310,7 @@ impl Config {
             output_tokens: over.plan.output_tokens.or(self.plan.output_tokens),
             confirm_agents: over.plan.confirm_agents.or(self.plan.confirm_agents),
             confirm_usd: over.plan.confirm_usd.or(self.plan.confirm_usd),
+            list_items: over.plan.list_items.or(self.plan.list_items),
         };
         self.claude = ClaudeSection {
             command: over.claude.command.or(self.claude.command),

@@ -42,6 +42,14 @@ pub enum InputError {
         /// Its size in bytes.
         size: usize,
     },
+    /// The script holds no statement.
+    #[error(
+        "the script is empty: {path} holds no statement (only white space or comments); write the workflow, e.g. `return await agent('…')`"
+    )]
+    EmptyScript {
+        /// The script's path.
+        path: PathBuf,
+    },
     /// The script is not UTF-8.
     #[error(
         "the script {path} is not UTF-8 text (invalid byte at offset {byte}, line {line}): save it as UTF-8"

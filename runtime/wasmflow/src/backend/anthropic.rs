@@ -21,6 +21,8 @@ use super::{
 
 /// The API version header every request sends.
 pub const API_VERSION: &str = "2023-06-01";
+/// Anthropic's own API.
+pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 /// Name of the forced tool that carries structured output.
 const OUTPUT_TOOL: &str = "structured_output";
 /// Below this many characters (about 1,024 tokens, the smallest cacheable
@@ -62,7 +64,7 @@ impl AnthropicSettings {
             .clone()
             .or_else(|| std::env::var("ANTHROPIC_BASE_URL").ok())
             .filter(|u| !u.trim().is_empty())
-            .unwrap_or_else(|| "https://api.anthropic.com".into());
+            .unwrap_or_else(|| DEFAULT_BASE_URL.into());
         Ok(AnthropicSettings {
             base_url: http::trim_base(&base_url),
             api_key: api_key.trim().to_string(),
@@ -276,6 +278,16 @@ async fn one_try(
     state.into_reply(wrapped, request.schema.is_some())
 }
 
+/// How messages name the server: Anthropic's own API, or a gateway that
+/// speaks its protocol.
+fn server_name(base_url: &str) -> String {
+    if http::trim_base(base_url) == DEFAULT_BASE_URL {
+        format!("the Anthropic API at {DEFAULT_BASE_URL}")
+    } else {
+        format!("the Anthropic-compatible server at {base_url}")
+    }
+}
+
 impl AgentBackend for AnthropicBackend {
     fn name(&self) -> &str {
         "anthropic"
@@ -296,16 +308,16 @@ impl AgentBackend for AnthropicBackend {
         let settings = self.settings.clone();
         Box::pin(async move {
             let url = format!("{}/v1/models?limit=1000", settings.base_url);
+            let server = server_name(&settings.base_url);
             let listed = http::list_models(
                 client
                     .get(&url)
                     .header("x-api-key", &settings.api_key)
                     .header("anthropic-version", API_VERSION),
-                "the Anthropic API",
-                &settings.base_url,
+                &server,
             )
             .await?;
-            super::router::check_listed(&models, listed.as_deref(), "the Anthropic API")
+            super::router::check_listed(&models, listed.as_deref(), &server)
         })
     }
 }

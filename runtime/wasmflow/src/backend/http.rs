@@ -313,19 +313,18 @@ pub fn trim_base(url: &str) -> String {
 /// Model ids a server lists at `GET …/models` (`data[].id`, both APIs).
 pub async fn list_models(
     request: RequestBuilder,
-    what: &str,
-    url: &str,
+    server: &str,
 ) -> Result<Option<Vec<String>>, String> {
     let response = match tokio::time::timeout(Duration::from_secs(30), request.send()).await {
-        Err(_) => return Err(format!("{what} at {url} did not answer within 30s")),
-        Ok(Err(e)) => return Err(format!("cannot reach {what} at {url}: {}", chain(&e))),
+        Err(_) => return Err(format!("{server} did not answer within 30s")),
+        Ok(Err(e)) => return Err(format!("cannot reach {server}: {}", chain(&e))),
         Ok(Ok(r)) => r,
     };
     let status = response.status();
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         let body = read_limited(response, Duration::from_secs(10), 64 << 10).await;
         return Err(format!(
-            "{what} at {url} refused the API key (HTTP {}: {})",
+            "{server} refused the API key (HTTP {}: {})",
             status.as_u16(),
             error_message(&body)
         ));

@@ -217,9 +217,11 @@ impl AgentBackend for OpenAiBackend {
             if let Some(key) = &settings.api_key {
                 request = request.bearer_auth(key);
             }
-            let listed =
-                http::list_models(request, "the OpenAI-compatible server", &settings.base_url)
-                    .await?;
+            let listed = http::list_models(
+                request,
+                &format!("the OpenAI-compatible server at {}", settings.base_url),
+            )
+            .await?;
             super::router::check_listed(&models, listed.as_deref(), "the server")
         })
     }

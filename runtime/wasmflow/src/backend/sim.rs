@@ -219,6 +219,9 @@ pub struct SimBackend {
     rules: SimRules,
     default_latency: Duration,
     trace: Option<SimTrace>,
+    /// Schema replies fill every list with this many items (plan's
+    /// "typical" dry run); `None`: one item, or `minItems`.
+    list_items: Option<usize>,
     /// Trace times are relative to this instant; an absolute base from the
     /// wall clock keeps traces of separate processes comparable.
     epoch: Instant,
@@ -236,9 +239,18 @@ impl SimBackend {
             rules,
             default_latency,
             trace,
+            list_items: None,
             epoch: Instant::now(),
             epoch_unix_us,
         }
+    }
+}
+
+impl SimBackend {
+    /// Schema replies with `items` distinct items in every list.
+    pub fn with_list_items(mut self, items: usize) -> SimBackend {
+        self.list_items = Some(items);
+        self
     }
 }
 
@@ -284,10 +296,10 @@ impl AgentBackend for SimBackend {
             }),
             _ => match (&self.rules.default.reply, &schema) {
                 (Some(v), _) => Ok(output_of(v)),
-                (None, Some(s)) => Ok(AgentOutput::Json(crate::script::schema::sample(
-                    s,
-                    &key[..8],
-                ))),
+                (None, Some(s)) => Ok(AgentOutput::Json(match self.list_items {
+                    Some(n) => crate::script::schema::sample_lists(s, &key[..8], n),
+                    None => crate::script::schema::sample(s, &key[..8]),
+                })),
                 (None, None) => Ok(AgentOutput::Text(default_text(&key, &request.prompt))),
             },
         };

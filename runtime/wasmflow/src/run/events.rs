@@ -93,10 +93,17 @@ pub fn tokens(n: u64) -> String {
     }
 }
 
+/// How often the condensed progress form prints a tally.
+pub const TALLY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Where events go. Writing the event file is best-effort after the first
 /// error, which is reported once: a full disk must not kill a paid run.
 pub struct EventSink {
     progress: bool,
+    /// A line per ended agent; otherwise the condensed form: failures,
+    /// phases, logs, and a tally at most every [`TALLY_EVERY`].
+    agent_lines: bool,
+    last_tally: Instant,
     /// Script warnings reach stderr even without progress (`--quiet`
     /// keeps them); a silent sink drops them.
     warnings: bool,
@@ -112,6 +119,8 @@ impl EventSink {
         let file = events.map(File::create).transpose()?.map(BufWriter::new);
         Ok(EventSink {
             progress,
+            agent_lines: false,
+            last_tally: Instant::now(),
             warnings: true,
             live: None,
             file,
@@ -124,6 +133,8 @@ impl EventSink {
     pub fn silent() -> EventSink {
         EventSink {
             progress: false,
+            agent_lines: false,
+            last_tally: Instant::now(),
             warnings: false,
             live: None,
             file: None,
@@ -145,6 +156,12 @@ impl EventSink {
                 "wasmflow: warning: cannot write the events file: {e}; events are no longer recorded"
             );
         }
+    }
+
+    /// One progress line per ended agent instead of the condensed form.
+    pub fn with_agent_lines(mut self) -> EventSink {
+        self.agent_lines = true;
+        self
     }
 
     /// Shows progress in `view` (a terminal) instead of as lines.
@@ -230,11 +247,19 @@ impl EventSink {
         if let Some(live) = &self.live {
             live.finished(id, phase, failure.is_some(), usage, usd);
         }
-        if self.progress {
-            let tally = format!(
+        let tally = || {
+            format!(
                 "{} done, {} failed, {} running, {} queued",
                 counts.done, counts.failed, counts.running, counts.queued
-            );
+            )
+        };
+        if self.progress && !self.agent_lines && failure.is_none() {
+            if self.last_tally.elapsed() >= TALLY_EVERY {
+                self.last_tally = Instant::now();
+                eprintln!("wasmflow:   … {}", tally());
+            }
+        } else if self.progress {
+            let tally = tally();
             // Model, tokens and cost only when there is something to say:
             // sim runs without a model keep their short lines.
             let mut cost = Vec::new();

@@ -360,6 +360,7 @@ impl Prepared {
             pause_on_signal: false,
             driver: self.spec.driver,
             record: self.spec.progress.record.is_some(),
+            preflight_done: false,
         }
     }
 
@@ -375,19 +376,20 @@ impl Prepared {
             })?),
             None => None,
         };
-        let sim = Arc::new(crate::backend::sim::SimBackend::new(
-            Default::default(),
-            Duration::ZERO,
-            None,
-        ));
-        let mut config = self.run_config(sim);
-        config.record = false;
+        let sim = || -> Arc<dyn crate::backend::AgentBackend> {
+            Arc::new(crate::backend::sim::SimBackend::new(
+                Default::default(),
+                Duration::ZERO,
+                None,
+            ))
+        };
         Ok(crate::run::plan::estimate(
             &self.engine,
             self.program(),
-            config,
+            || self.run_config(sim()),
             rules,
             Assumptions::from_config(&self.config),
+            self.config.plan.list_items.unwrap_or(5).clamp(1, 64),
         ))
     }
 
@@ -421,7 +423,23 @@ impl Prepared {
             agent_timeout,
             &mut self.notices,
         )?;
+        // What would fail every agent (a missing key, a dead server, a typo
+        // in a model name) is found before the run directory exists:
+        // nothing that did not start may look resumable.
+        let routing = crate::sandbox::host::Routing::new(
+            Arc::new(self.config.clone()),
+            self.default_model.clone(),
+            &self.script,
+        );
+        let planned = routing.planned(&self.script);
+        let checked = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| RunError::Internal(anyhow::Error::new(e).context("starting tokio")))?
+            .block_on(backend.check(planned));
+        checked.map_err(InputError::Invalid)?;
         let mut config = self.run_config(backend);
+        config.preflight_done = true;
         let record = if self.spec.journal.enabled {
             let (record, durability) = self.open_run_dir()?;
             config.pause_on_signal = true;
@@ -610,8 +628,12 @@ impl Session {
         };
         let s = &outcome.stats;
         events.note(&format!(
-            "{status}: {} agents ({} done, {} failed), {} input / {} output tokens",
-            s.agents.spawned, s.agents.done, s.agents.failed, s.tokens.input, s.tokens.output
+            "{status}: {} ({} done, {} failed), {} input / {} output tokens",
+            plural(s.agents.spawned, "agent"),
+            s.agents.done,
+            s.agents.failed,
+            s.tokens.input,
+            s.tokens.output
         ));
         if s.agents.cached > 0 {
             events.note(&format!(
@@ -662,6 +684,15 @@ impl Session {
             summary,
             record_error,
         }
+    }
+}
+
+/// `1 agent`, `2 agents`.
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 

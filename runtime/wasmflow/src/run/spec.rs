@@ -243,8 +243,10 @@ impl Default for JournalSpec {
 pub enum ProgressMode {
     /// A live tree on a terminal.
     Live,
-    /// One line per event.
+    /// Phases, failures, log lines and a tally every few seconds.
     Plain,
+    /// One line per ended agent.
+    Agents,
 }
 
 /// Progress wishes. Where output goes belongs to the session that runs:

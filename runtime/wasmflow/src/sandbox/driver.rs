@@ -67,6 +67,9 @@ pub struct RunConfig {
     pub driver: DriverKind,
     /// Keep every agent result as the guest got it (`Stats::recorded`).
     pub record: bool,
+    /// The backend's preflight (keys, reachability, model names) already
+    /// passed, before the run directory was made: do not ask again.
+    pub preflight_done: bool,
 }
 
 /// A run's journal, and what a resume hands back from it.
@@ -103,6 +106,7 @@ impl RunConfig {
             pause_on_signal: false,
             driver: DriverKind::Poll,
             record: false,
+            preflight_done: false,
         }
     }
 }
@@ -303,8 +307,12 @@ pub async fn run_program_async(
     };
     // What would fail every agent (a missing key, a dead server, a typo in
     // a model name) stops the run before the first spawn.
-    let planned = run.store.data().routing.planned(script);
-    let checked = run.scheduler.backend().check(planned).await;
+    let checked = if config.preflight_done {
+        Ok(())
+    } else {
+        let planned = run.store.data().routing.planned(script);
+        run.scheduler.backend().check(planned).await
+    };
     let (mut run, result) = match checked {
         Err(message) => (
             run,

@@ -82,7 +82,11 @@ impl Script {
             export_offset,
             warnings,
             literal_models,
+            empty,
         } = analyze_on_a_big_stack(&source, options)?;
+        if empty {
+            return Err(InputError::EmptyScript { path }.into());
+        }
         let wrapped = wrap(&source, export_offset, PREFIX, SUFFIX);
         Ok(Script {
             path,

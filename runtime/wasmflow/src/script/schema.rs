@@ -133,89 +133,133 @@ pub fn schema_instruction(schema: &Value) -> String {
 /// A value that satisfies common schemas (for the sim backend). `seed`
 /// varies strings so different calls give different values.
 pub fn sample(schema: &Value, seed: &str) -> Value {
-    sample_at(schema, seed, 0)
+    Sampler { list_items: None }.at(schema, seed, 0, 0)
 }
 
-fn sample_at(schema: &Value, seed: &str, depth: usize) -> Value {
-    let Value::Object(s) = schema else {
-        return Value::Null;
-    };
-    if depth > 16 {
-        return Value::Null;
+/// [`sample`] with every array holding `items` items (within its
+/// `minItems`/`maxItems`), each distinct: what a plan's "typical" dry run
+/// assumes of lists a real agent fills.
+pub fn sample_lists(schema: &Value, seed: &str, items: usize) -> Value {
+    Sampler {
+        list_items: Some(items),
     }
-    if let Some(c) = s.get("const") {
-        return c.clone();
-    }
-    if let Some(Value::Array(options)) = s.get("enum")
-        && let Some(first) = options.first()
-    {
-        return first.clone();
-    }
-    for key in ["anyOf", "oneOf", "allOf"] {
-        if let Some(Value::Array(options)) = s.get(key)
-            && let Some(first) = options.first()
+    .at(schema, seed, 0, 0)
+}
+
+struct Sampler {
+    list_items: Option<usize>,
+}
+
+impl Sampler {
+    /// `variant`: the item's index in its list, so siblings differ.
+    fn at(&self, schema: &Value, seed: &str, depth: usize, variant: usize) -> Value {
+        let Value::Object(s) = schema else {
+            return Value::Null;
+        };
+        if depth > 16 {
+            return Value::Null;
+        }
+        if let Some(c) = s.get("const") {
+            return c.clone();
+        }
+        if let Some(Value::Array(options)) = s.get("enum")
+            && !options.is_empty()
         {
-            return sample_at(first, seed, depth + 1);
+            return options[variant % options.len()].clone();
         }
-    }
-    let ty = match s.get("type") {
-        Some(Value::String(t)) => t.as_str(),
-        Some(Value::Array(ts)) => ts
-            .iter()
-            .filter_map(Value::as_str)
-            .find(|t| *t != "null")
-            .unwrap_or("null"),
-        _ if s.contains_key("properties") => "object",
-        _ if s.contains_key("items") => "array",
-        _ => "string",
-    };
-    match ty {
-        "object" => {
-            let mut out = Map::new();
-            let props = s.get("properties").and_then(Value::as_object);
-            let required: Vec<&str> = s
-                .get("required")
-                .and_then(Value::as_array)
-                .map(|r| r.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            if let Some(props) = props {
-                for (k, sub) in props {
-                    out.insert(k.clone(), sample_at(sub, &format!("{seed}.{k}"), depth + 1));
+        for key in ["anyOf", "oneOf", "allOf"] {
+            if let Some(Value::Array(options)) = s.get(key)
+                && let Some(first) = options.first()
+            {
+                return self.at(first, seed, depth + 1, variant);
+            }
+        }
+        let ty = match s.get("type") {
+            Some(Value::String(t)) => t.as_str(),
+            Some(Value::Array(ts)) => ts
+                .iter()
+                .filter_map(Value::as_str)
+                .find(|t| *t != "null")
+                .unwrap_or("null"),
+            _ if s.contains_key("properties") => "object",
+            _ if s.contains_key("items") => "array",
+            _ => "string",
+        };
+        let int = |key: &str| s.get(key).and_then(Value::as_i64);
+        match ty {
+            "object" => {
+                let mut out = Map::new();
+                let props = s.get("properties").and_then(Value::as_object);
+                let required: Vec<&str> = s
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .map(|r| r.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                if let Some(props) = props {
+                    for (k, sub) in props {
+                        out.insert(
+                            k.clone(),
+                            self.at(sub, &format!("{seed}.{k}"), depth + 1, variant),
+                        );
+                    }
                 }
+                for k in required {
+                    out.entry(k.to_string())
+                        .or_insert_with(|| Value::String(format!("sim {seed}.{k}")));
+                }
+                Value::Object(out)
             }
-            for k in required {
-                out.entry(k.to_string())
-                    .or_insert_with(|| Value::String(format!("sim {seed}.{k}")));
+            "array" => {
+                let min = s.get("minItems").and_then(Value::as_u64).unwrap_or(0) as usize;
+                let max = s
+                    .get("maxItems")
+                    .and_then(Value::as_u64)
+                    .map_or(usize::MAX, |m| m as usize);
+                let n = match self.list_items {
+                    None => min.max(1),
+                    Some(items) => items.clamp(min, max.max(min)),
+                }
+                .min(64);
+                let items = s.get("items").cloned().unwrap_or(Value::Bool(true));
+                Value::Array(
+                    (0..n)
+                        .map(|i| {
+                            // Plain sim replies keep one shape per list.
+                            let variant = if self.list_items.is_some() { i } else { 0 };
+                            self.at(&items, &format!("{seed}[{i}]"), depth + 1, variant)
+                        })
+                        .collect(),
+                )
             }
-            Value::Object(out)
-        }
-        "array" => {
-            let n = s
-                .get("minItems")
-                .and_then(Value::as_u64)
-                .unwrap_or(1)
-                .min(64) as usize;
-            let items = s.get("items").cloned().unwrap_or(Value::Bool(true));
-            Value::Array(
-                (0..n)
-                    .map(|i| sample_at(&items, &format!("{seed}[{i}]"), depth + 1))
-                    .collect(),
-            )
-        }
-        "integer" => Value::from(s.get("minimum").and_then(Value::as_i64).unwrap_or(0).max(0)),
-        "number" => Value::from(s.get("minimum").and_then(Value::as_f64).unwrap_or(0.0)),
-        "boolean" => Value::Bool(true),
-        "null" => Value::Null,
-        _ => {
-            let min = s.get("minLength").and_then(Value::as_u64).unwrap_or(0) as usize;
-            let mut text = format!("sim {seed}");
-            while text.chars().count() < min {
-                text.push('.');
+            "integer" => {
+                let base = int("minimum").unwrap_or(0).max(0);
+                let v = base.saturating_add(variant as i64);
+                Value::from(match int("maximum") {
+                    Some(m) if v > m => base,
+                    _ => v,
+                })
             }
-            if let Some(max) = s.get("maxLength").and_then(Value::as_u64) {
-                text = text.chars().take(max as usize).collect();
+            "number" => {
+                let base = s.get("minimum").and_then(Value::as_f64).unwrap_or(0.0);
+                let v = base + variant as f64;
+                Value::from(match s.get("maximum").and_then(Value::as_f64) {
+                    Some(m) if v > m => base,
+                    _ => v,
+                })
             }
-            Value::String(text)
+            "boolean" => Value::Bool(variant.is_multiple_of(2)),
+            "null" => Value::Null,
+            _ => {
+                let min = s.get("minLength").and_then(Value::as_u64).unwrap_or(0) as usize;
+                let mut text = format!("sim {seed}");
+                while text.chars().count() < min {
+                    text.push('.');
+                }
+                if let Some(max) = s.get("maxLength").and_then(Value::as_u64) {
+                    text = text.chars().take(max as usize).collect();
+                }
+                Value::String(text)
+            }
         }
     }
 }
@@ -276,6 +320,29 @@ mod tests {
         let v = sample(&schema, "k");
         assert!(s.errors(&v).is_empty(), "{v}");
         assert!(!s.errors(&invalid_sample(&schema)).is_empty());
+    }
+
+    #[test]
+    fn list_samples_hold_distinct_items_within_their_bounds() {
+        let schema = json!({"type": "object", "properties": {
+            "angles": {"type": "array", "items": {"type": "string"}},
+            "few": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": 2},
+            "many": {"type": "array", "items": {"enum": ["a", "b", "c", "d", "e", "f"]}, "minItems": 7}}});
+        let s = Schema::compile(&schema).unwrap();
+        let v = sample_lists(&schema, "k", 5);
+        assert!(s.errors(&v).is_empty(), "{v}");
+        assert_eq!(v["angles"].as_array().unwrap().len(), 5);
+        assert_eq!(v["few"], json!([1, 2]));
+        assert_eq!(v["many"].as_array().unwrap().len(), 7);
+        let angles: std::collections::HashSet<String> = v["angles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(angles.len(), 5);
+        // The plain sample is unchanged: one item per list.
+        assert_eq!(sample(&schema, "k")["angles"].as_array().unwrap().len(), 1);
     }
 
     #[test]

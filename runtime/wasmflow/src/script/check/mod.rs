@@ -62,6 +62,9 @@ pub struct Analysis {
     pub warnings: Vec<Finding>,
     /// Every `model` written as a string literal in an `agent()` call.
     pub literal_models: Vec<String>,
+    /// No statement at all: only white space, comments, directives or a
+    /// hashbang line.
+    pub empty: bool,
 }
 
 /// Options of the checks.
@@ -189,6 +192,7 @@ pub fn analyze(source: &str, options: CheckOptions) -> Result<Analysis, Rejectio
         export_offset,
         warnings,
         literal_models,
+        empty: program.body.is_empty(),
     })
 }
 
