@@ -140,8 +140,17 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Request>>) -> st
             headers,
             body,
         } => {
+            // JSON unless the reply names its own content type.
+            let own_type = headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
             let mut head = format!(
-                "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+                "HTTP/1.1 {code} X\r\n{}content-length: {}\r\nconnection: close\r\n",
+                if own_type {
+                    ""
+                } else {
+                    "content-type: application/json\r\n"
+                },
                 body.len()
             );
             for (k, v) in headers {

@@ -575,10 +575,7 @@ fn retry_warnings_in_a_pipe_are_plain_and_one_line_each() {
         .collect();
     assert_eq!(retries.len(), 2, "{}", out.stderr);
     for line in retries {
-        assert!(
-            line.contains("upstream said:") && line.contains("line three"),
-            "{line}"
-        );
+        assert!(line.contains("upstream said:"), "{line}");
     }
     assert!(
         !out.stderr.lines().any(|l| l.starts_with("line two")),

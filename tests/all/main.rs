@@ -1,6 +1,7 @@
 //! The integration suite: one binary, so the runtime links once.
 
 mod fake_http;
+mod gateways;
 mod support;
 
 mod bad_input;

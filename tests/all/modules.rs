@@ -293,3 +293,38 @@ fn a_compiled_module_runs_with_run_flags_and_resumes() {
     assert_eq!(again["result"], first["result"]);
     assert_eq!(again["agents"]["cached"], first["agents"]["done"]);
 }
+
+/// A component built elsewhere reuses the engine's compiled functions:
+/// the second, different component's compile finds nearly all of its
+/// functions in the function cache the first one filled.
+#[test]
+fn a_new_component_reuses_compiled_functions() {
+    let cache = crate::support::temp_dir("function-cache");
+    let (engine, _) = wasmflow::WorkflowEngine::with_cache_dir(Some(&cache)).unwrap();
+    let component = |body: &str| {
+        let script = wasmflow::Script::from_source(
+            "flow.js".into(),
+            "flow.js".into(),
+            body.to_string(),
+            Default::default(),
+        )
+        .unwrap();
+        wasmflow::build_module(&engine, &script).unwrap()
+    };
+    let stats = || engine.function_cache_stats().expect("a cache directory");
+    let before = stats();
+    engine.compile_module(&component("return 1\n")).unwrap();
+    let first = stats();
+    engine
+        .compile_module(&component("return [1, 2].map(x => x * 3)\n"))
+        .unwrap();
+    let second = stats();
+    let lookups = second.lookups - first.lookups;
+    let hits = second.hits - first.hits;
+    println!("function cache: first {first:?}, second: {hits} of {lookups} hit");
+    assert!(lookups > 1000, "{before:?} {first:?} {second:?}");
+    assert!(
+        hits * 10 >= lookups * 9,
+        "{hits} of {lookups} hit: {first:?} {second:?}"
+    );
+}

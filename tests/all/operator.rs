@@ -400,3 +400,74 @@ fn a_run_over_the_threshold_refuses_without_yes() {
     let out = run_in(&dir, "flow.js", &["--quiet", "--model", "opus"]);
     assert_eq!(out.code, 0, "the sim backend never asks: {}", out.stderr);
 }
+
+/// Every workflows directory between the working directory and the
+/// repository root counts, per name: a nearer `.claude/workflows/` does not
+/// hide a name saved only at the root.
+#[test]
+fn saved_workflows_are_found_per_name_up_to_the_repository_root() {
+    let repo = temp_dir("saved-per-name");
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    let app = repo.join("pkg/app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::create_dir_all(repo.join(".claude/workflows")).unwrap();
+    std::fs::create_dir_all(repo.join("pkg/.claude/workflows")).unwrap();
+    let flow = |name: &str, value: &str| {
+        format!("export const meta = {{ name: '{name}', description: 'd' }}\nreturn '{value}'\n")
+    };
+    std::fs::write(
+        repo.join(".claude/workflows/rooted.js"),
+        flow("rooted", "from the root"),
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join(".claude/workflows/both.js"),
+        flow("both", "root copy"),
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("pkg/.claude/workflows/both.js"),
+        flow("both", "nearer copy"),
+    )
+    .unwrap();
+    let run = |name: &str| {
+        let out = wasmflow()
+            .current_dir(&app)
+            .env("HOME", &repo)
+            .args(["run", name, "--quiet", "--no-journal"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(run("rooted"), "from the root");
+    assert_eq!(run("both"), "nearer copy");
+    let out = wasmflow()
+        .current_dir(&app)
+        .env("HOME", &repo)
+        .args(["list", "--json"])
+        .output()
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = list.as_array().unwrap();
+    let both: Vec<&serde_json::Value> = rows.iter().filter(|r| r["name"] == "both").collect();
+    assert_eq!(both.len(), 2, "{list:#}");
+    assert!(
+        both.iter().any(|r| r["shadowed"] == true
+            && r["path"]
+                .as_str()
+                .unwrap()
+                .starts_with(repo.join(".claude").to_str().unwrap())),
+        "{list:#}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["name"] == "rooted" && r["shadowed"] == false),
+        "{list:#}"
+    );
+}

@@ -168,16 +168,7 @@ impl MessageState {
             .map_err(|e| TryError::malformed(format!("`{event}` event is not JSON: {e}")))?;
         let kind = v["type"].as_str().unwrap_or(event);
         match kind {
-            "message_start" => {
-                let u = &v["message"]["usage"];
-                let n = |k: &str| u[k].as_u64().unwrap_or(0);
-                self.usage = Usage {
-                    input: n("input_tokens"),
-                    output: n("output_tokens"),
-                    cache_read: n("cache_read_input_tokens"),
-                    cache_write: n("cache_creation_input_tokens"),
-                };
-            }
+            "message_start" => self.merge_usage(&v["message"]["usage"]),
             "content_block_start" => {
                 if v["content_block"]["type"] == "tool_use" {
                     self.saw_tool = true;
@@ -196,9 +187,7 @@ impl MessageState {
                 }
             }
             "message_delta" => {
-                if let Some(out) = v["usage"]["output_tokens"].as_u64() {
-                    self.usage.output = out;
-                }
+                self.merge_usage(&v["usage"]);
                 if let Some(r) = v["delta"]["stop_reason"].as_str() {
                     self.stop_reason = Some(r.to_string());
                 }
@@ -224,6 +213,40 @@ impl MessageState {
             _ => {}
         }
         Ok(Flow::More)
+    }
+
+    /// Usage counts are cumulative, and gateways report the input in
+    /// `message_delta` with 0 in `message_start`: each field's largest
+    /// value wins.
+    fn merge_usage(&mut self, u: &Value) {
+        let n = |k: &str| u[k].as_u64().unwrap_or(0);
+        let usage = &mut self.usage;
+        usage.input = usage.input.max(n("input_tokens"));
+        usage.output = usage.output.max(n("output_tokens"));
+        usage.cache_read = usage.cache_read.max(n("cache_read_input_tokens"));
+        usage.cache_write = usage.cache_write.max(n("cache_creation_input_tokens"));
+    }
+
+    /// A whole (non-streamed) Messages response, as the stream would have
+    /// built it.
+    pub fn from_message(v: &Value) -> Result<MessageState, TryError> {
+        let blocks = v["content"]
+            .as_array()
+            .ok_or_else(|| TryError::malformed("the JSON reply has no `content`"))?;
+        let mut state = MessageState::default();
+        for block in blocks {
+            match block["type"].as_str() {
+                Some("text") => state.text.push_str(block["text"].as_str().unwrap_or("")),
+                Some("tool_use") => {
+                    state.saw_tool = true;
+                    state.tool_json = block["input"].to_string();
+                }
+                _ => {}
+            }
+        }
+        state.merge_usage(&v["usage"]);
+        state.stop_reason = v["stop_reason"].as_str().map(String::from);
+        Ok(state)
     }
 
     /// The agent's answer.
@@ -273,8 +296,14 @@ async fn one_try(
         .header("content-type", "application/json")
         .body(body.to_string());
     let response = http::send(builder, stall).await?;
-    let mut state = MessageState::default();
-    http::read_events(response, stall, |e| state.apply(&e.event, &e.data)).await?;
+    let state = match http::answer(response, stall).await? {
+        http::Answer::Complete(v) => MessageState::from_message(&v)?,
+        http::Answer::Stream(response) => {
+            let mut state = MessageState::default();
+            http::read_events(response, stall, |e| state.apply(&e.event, &e.data)).await?;
+            state
+        }
+    };
     state.into_reply(wrapped, request.schema.is_some())
 }
 

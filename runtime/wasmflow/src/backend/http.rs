@@ -98,15 +98,37 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// The `error.message` of an error body (both APIs use that shape), else
-/// the start of the body.
+/// The `error.message` of an error body (both APIs use that shape, and
+/// gateways send it SSE-framed too: `data: {"error": …}`), else the start
+/// of the body; on one line.
 pub fn error_message(body: &str) -> String {
-    match serde_json::from_str::<Value>(body) {
-        Ok(v) => v["error"]["message"]
+    let message_of = |text: &str| -> Option<String> {
+        let v: Value = serde_json::from_str(text.trim()).ok()?;
+        let e = &v["error"];
+        e["message"]
             .as_str()
+            .or_else(|| e.as_str())
+            .or_else(|| v["message"].as_str())
             .map(String::from)
-            .unwrap_or_else(|| clip(body, 300)),
-        Err(_) => clip(body, 300),
+    };
+    let found = message_of(body).or_else(|| {
+        body.lines()
+            .filter_map(|l| l.trim_start().strip_prefix("data:"))
+            .find_map(message_of)
+    });
+    one_line(&found.unwrap_or_else(|| body.to_string()))
+}
+
+/// The first non-empty line, at most 300 characters, saying when more was
+/// cut (a server's message may carry a whole traceback).
+pub fn one_line(text: &str) -> String {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default();
+    let clipped = clip(first, 300);
+    if lines.next().is_some() && !clipped.ends_with('…') {
+        format!("{clipped} …")
+    } else {
+        clipped
     }
 }
 
@@ -161,8 +183,88 @@ pub async fn send(request: RequestBuilder, stall: Duration) -> Result<Response, 
             }
         }
         _ if lower.contains("credit balance") => TryError::fail(said, FailureKind::Quota),
+        s if s.is_client_error() && s != StatusCode::CONFLICT => {
+            TryError::fail(said, FailureKind::Refused)
+        }
         _ => TryError::fail(said, FailureKind::Other),
     })
+}
+
+/// What a server sent back for a streaming request.
+pub enum Answer {
+    /// An event stream, to read with [`read_events`].
+    Stream(Response),
+    /// A whole JSON body: the server did not stream (some gateways
+    /// answer so); read it as the API's non-streamed response.
+    Complete(Value),
+}
+
+/// Largest whole JSON reply read.
+const MAX_COMPLETE_BYTES: usize = 64 << 20;
+
+/// Sorts a success response by its content type: an event stream, a whole
+/// JSON reply, or anything else (a failure naming the type, not retried:
+/// the server will answer the same way again).
+pub async fn answer(mut response: Response, stall: Duration) -> Result<Answer, TryError> {
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    if mime.is_empty() || mime == "text/event-stream" {
+        return Ok(Answer::Stream(response));
+    }
+    if mime != "application/json" && !mime.ends_with("+json") {
+        return Err(TryError::fail(
+            format!(
+                "the server answered a streaming request with content type `{content_type}`, neither an event stream nor JSON"
+            ),
+            FailureKind::Other,
+        ));
+    }
+    let mut body = Vec::new();
+    loop {
+        match tokio::time::timeout(stall, response.chunk()).await {
+            Err(_) => {
+                return Err(TryError::retry(format!(
+                    "stalled: no data for {stall:?} in a JSON reply"
+                )));
+            }
+            Ok(Err(e)) => {
+                return Err(TryError::retry(format!(
+                    "the connection broke mid-reply: {}",
+                    chain(&e)
+                )));
+            }
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(bytes))) => {
+                body.extend_from_slice(&bytes);
+                if body.len() > MAX_COMPLETE_BYTES {
+                    return Err(TryError::fail(
+                        format!("the JSON reply is over {MAX_COMPLETE_BYTES} bytes"),
+                        FailureKind::Other,
+                    ));
+                }
+            }
+        }
+    }
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| TryError::malformed(format!("the JSON reply does not parse: {e}")))?;
+    if let Some(e) = value.get("error").filter(|e| !e.is_null()) {
+        let message = e["message"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| e.to_string());
+        return Err(TryError::fail(one_line(&message), FailureKind::Other));
+    }
+    Ok(Answer::Complete(value))
 }
 
 /// At most `max` bytes of a body, as text; whatever arrived if the body
@@ -321,16 +423,27 @@ pub async fn list_models(
         Ok(Ok(r)) => r,
     };
     let status = response.status();
-    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+    let code = status.as_u16();
+    if matches!(code, 400 | 401 | 403 | 422) {
+        // A gateway without a working key may answer every route with one
+        // of these (LiteLLM: 400 "No connected db."): nothing would work.
         let body = read_limited(response, Duration::from_secs(10), 64 << 10).await;
-        return Err(format!(
-            "{server} refused the API key (HTTP {}: {})",
-            status.as_u16(),
-            error_message(&body)
-        ));
+        let said = one_line(&error_message(&body));
+        return Err(if matches!(code, 401 | 403) {
+            format!("{server} refused the API key (HTTP {code}: {said})")
+        } else {
+            format!(
+                "{server} refused the request for its model list (HTTP {code}: {said}); check the API key and the server's set-up"
+            )
+        });
     }
     if !status.is_success() {
-        // Some compatible servers do not list models: go on without.
+        // 404/405: this server lists no models; go on without checking.
+        if !matches!(code, 404 | 405) {
+            tracing::warn!(
+                "{server} answered HTTP {code} for its model list; model names are not checked"
+            );
+        }
         return Ok(None);
     }
     let body = read_limited(response, Duration::from_secs(30), 16 << 20).await;

@@ -188,6 +188,10 @@ pub enum FailureKind {
     Quota,
     /// The credentials were refused.
     Auth,
+    /// The server refused the request as it stands (a 4xx other than 408,
+    /// 409 and 429): a gateway with a bad key may answer every request so.
+    /// It counts toward the circuit breaker until an agent has succeeded.
+    Refused,
 }
 
 impl FailureKind {

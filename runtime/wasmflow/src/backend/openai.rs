@@ -144,6 +144,11 @@ impl CompletionState {
         } else if v.get("usage").is_none() {
             return Err(TryError::malformed("a stream chunk has no `choices`"));
         }
+        self.take_usage(&v);
+        Ok(Flow::More)
+    }
+
+    fn take_usage(&mut self, v: &Value) {
         if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
             let cached = u["prompt_tokens_details"]["cached_tokens"]
                 .as_u64()
@@ -156,7 +161,25 @@ impl CompletionState {
                 cache_write: 0,
             };
         }
-        Ok(Flow::More)
+    }
+
+    /// A whole (non-streamed) chat completion, as the stream would have
+    /// built it.
+    pub fn from_completion(v: &Value) -> Result<CompletionState, TryError> {
+        let choices = v["choices"]
+            .as_array()
+            .ok_or_else(|| TryError::malformed("the JSON reply has no `choices`"))?;
+        let mut state = CompletionState::default();
+        for c in choices {
+            if let Some(t) = c["message"]["content"].as_str() {
+                state.text.push_str(t);
+            }
+            if let Some(r) = c["finish_reason"].as_str() {
+                state.finish_reason = Some(r.to_string());
+            }
+        }
+        state.take_usage(v);
+        Ok(state)
     }
 }
 
@@ -176,8 +199,14 @@ async fn one_try(
         builder = builder.bearer_auth(key);
     }
     let response = http::send(builder, stall).await?;
-    let mut state = CompletionState::default();
-    http::read_events(response, stall, |e| state.apply(&e.data)).await?;
+    let state = match http::answer(response, stall).await? {
+        http::Answer::Complete(v) => CompletionState::from_completion(&v)?,
+        http::Answer::Stream(response) => {
+            let mut state = CompletionState::default();
+            http::read_events(response, stall, |e| state.apply(&e.data)).await?;
+            state
+        }
+    };
     let output = if request.schema.is_some() {
         match serde_json::from_str::<Value>(state.text.trim()) {
             Ok(v) => AgentOutput::Json(v),

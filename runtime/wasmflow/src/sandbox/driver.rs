@@ -291,6 +291,7 @@ pub async fn run_program_async(
         breaker: Breaker {
             threshold: config.circuit_breaker,
             consecutive: 0,
+            answered: false,
             tripped: None,
         },
         journal,
@@ -585,10 +586,13 @@ async fn interrupted(sigint: &mut Option<tokio::signal::unix::Signal>) {
     }
 }
 
-/// Counts consecutive quota/auth failures; any answer resets it.
+/// Counts consecutive quota/auth failures (and refused requests until one
+/// agent has succeeded); any answer resets it.
 struct Breaker {
     threshold: u32,
     consecutive: u32,
+    /// An agent has answered: a refused request is then about that agent.
+    answered: bool,
     /// Why it tripped.
     tripped: Option<String>,
 }
@@ -596,15 +600,21 @@ struct Breaker {
 impl Breaker {
     fn record(&mut self, end: &AgentEnd) {
         match end {
-            AgentEnd::Reply(_) => self.consecutive = 0,
-            AgentEnd::Failed(f) if f.kind.trips_breaker() => {
+            AgentEnd::Reply(_) => {
+                self.consecutive = 0;
+                self.answered = true;
+            }
+            AgentEnd::Failed(f)
+                if f.kind.trips_breaker()
+                    || (f.kind == crate::backend::FailureKind::Refused && !self.answered) =>
+            {
                 self.consecutive += 1;
                 if self.threshold > 0
                     && self.consecutive >= self.threshold
                     && self.tripped.is_none()
                 {
                     self.tripped = Some(format!(
-                        "circuit breaker: {} agents in a row failed for lack of quota or credentials (last: {}); no new agents were started. Fix the account or wait, then run again (--circuit-breaker sets the count)",
+                        "circuit breaker: {} agents in a row failed for lack of quota or credentials, or were refused by the server before any agent succeeded (last: {}); no new agents were started. Fix the account or wait, then run again (--circuit-breaker sets the count)",
                         self.consecutive, f.reason
                     ));
                 }

@@ -4,6 +4,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -14,6 +15,7 @@ use wasmtime::Store;
 use crate::error::RunError;
 use crate::run::events::EventSink;
 use crate::sandbox::bindings::EnginePre;
+use crate::sandbox::function_cache::FunctionCache;
 use crate::sandbox::host::HostState;
 use crate::script::Script;
 
@@ -28,6 +30,7 @@ pub struct WorkflowEngine {
     /// The host interface, for compiled workflow modules.
     pub(crate) linker: Linker<HostState>,
     cache: Option<PathBuf>,
+    functions: Option<Arc<FunctionCache>>,
 }
 
 /// How the compiled engine was obtained (for diagnostics and benchmarks).
@@ -47,11 +50,24 @@ impl WorkflowEngine {
 
     /// Loads the engine using `dir` as the compile cache (`None`: no cache).
     pub fn with_cache_dir(dir: Option<&Path>) -> Result<(WorkflowEngine, EngineSource)> {
-        let engine = wasmtime::Engine::new(&engine_config())
+        let functions = dir.map(|d| {
+            Arc::new(FunctionCache::new(
+                d.join(format!("functions-{}.bin", env!("CARGO_PKG_VERSION"))),
+            ))
+        });
+        let mut config = engine_config();
+        if let Some(f) = &functions {
+            config
+                .enable_incremental_compilation(f.clone())
+                .map_err(anyhow::Error::from)
+                .context("enabling the function cache")?;
+        }
+        let engine = wasmtime::Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("creating the wasmtime engine")?;
-        let (component, source) = load_cached(&engine, ENGINE_WASM, "engine", dir)
-            .context("compiling the embedded engine")?;
+        let (component, source) =
+            load_cached(&engine, ENGINE_WASM, "engine", dir, functions.as_deref())
+                .context("compiling the embedded engine")?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         add_host_to_linker(&mut linker)
             .map_err(anyhow::Error::from)
@@ -69,6 +85,7 @@ impl WorkflowEngine {
                 pre,
                 linker,
                 cache: dir.map(Path::to_path_buf),
+                functions,
             },
             source,
         ))
@@ -111,10 +128,23 @@ impl WorkflowEngine {
             })
     }
 
+    /// What the function cache did in this engine's compiles (`None`:
+    /// no cache directory).
+    pub fn function_cache_stats(&self) -> Option<crate::sandbox::function_cache::CacheStats> {
+        self.functions.as_ref().map(|f| f.stats())
+    }
+
     /// Compiles a workflow component to native code, from the disk cache
     /// when this exact file was compiled before.
     pub fn compile_module(&self, bytes: &[u8]) -> Result<Component> {
-        load_cached(&self.engine, bytes, "module", self.cache.as_deref()).map(|(c, _)| c)
+        load_cached(
+            &self.engine,
+            bytes,
+            "module",
+            self.cache.as_deref(),
+            self.functions.as_deref(),
+        )
+        .map(|(c, _)| c)
     }
 }
 
@@ -168,6 +198,7 @@ fn load_cached(
     wasm: &[u8],
     kind: &str,
     dir: Option<&Path>,
+    functions: Option<&FunctionCache>,
 ) -> Result<(Component, EngineSource)> {
     let Some(dir) = dir else {
         return Ok((compile(engine, wasm)?, EngineSource::Compiled));
@@ -186,6 +217,11 @@ fn load_cached(
         }
     }
     let component = compile(engine, wasm)?;
+    if let Some(f) = functions
+        && let Err(e) = f.flush()
+    {
+        tracing::warn!("cannot keep compiled functions in {}: {e:#}", dir.display());
+    }
     if let Err(e) = store_cache(&component, dir, &path) {
         tracing::warn!("cannot cache compiled code in {}: {e:#}", dir.display());
     }

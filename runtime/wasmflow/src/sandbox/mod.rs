@@ -5,5 +5,6 @@
 pub mod bindings;
 pub mod driver;
 pub mod engine;
+pub mod function_cache;
 pub mod host;
 pub mod module;

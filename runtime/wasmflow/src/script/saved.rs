@@ -47,17 +47,18 @@ pub fn search_dirs(cwd: &Path, home: Option<&Path>) -> Vec<SearchDir> {
     for dir in &ancestors[..upto] {
         project_dirs.push(dir.to_path_buf());
     }
+    // Every workflows directory counts, nearest first, so a name is found
+    // wherever it is saved: a nearer directory hides only its own names.
     let mut dirs = Vec::new();
-    for sub in [".wasmflow/workflows", ".claude/workflows"] {
-        if let Some(d) = project_dirs
-            .iter()
-            .map(|d| d.join(sub))
-            .find(|d| d.is_dir())
-        {
-            dirs.push(SearchDir {
-                path: d,
-                origin: Origin::Project,
-            });
+    for dir in &project_dirs {
+        for sub in [".wasmflow/workflows", ".claude/workflows"] {
+            let d = dir.join(sub);
+            if d.is_dir() {
+                dirs.push(SearchDir {
+                    path: d,
+                    origin: Origin::Project,
+                });
+            }
         }
     }
     if let Some(home) = home {
