@@ -91,7 +91,9 @@
     if (typeof loaded.error === 'string') throw new Error(loaded.error);
     const run = native.evaluate(loaded.source, loaded.filename);
     // The child gets its own copy: it cannot mutate the parent's objects.
-    const copy = childArgs === undefined ? null : JSON.parse(JSON.stringify(childArgs));
+    // Called without args (or with undefined), the child's args are
+    // undefined too.
+    const copy = childArgs === undefined ? undefined : JSON.parse(JSON.stringify(childArgs));
     return await run(copy, nestedWorkflow);
   }
 
@@ -258,7 +260,9 @@
       if (started) throw new Error('start() called twice');
       started = true;
       budgetTotal = typeof total === 'number' ? total : null;
-      define('args', JSON.parse(argsJson));
+      // Empty: no args were given, and the script sees `undefined` (as in
+      // Claude Code); `null` is an explicit null.
+      define('args', argsJson === '' ? undefined : JSON.parse(argsJson));
       let p;
       try { p = run(); } catch (e) { p = Promise.reject(e); }
       Promise.resolve(p).then((v) => { outcome = { ok: v }; }, (e) => { outcome = { err: e }; });

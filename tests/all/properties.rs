@@ -174,3 +174,155 @@ fn the_loader_refuses_or_runs_cleanly_whatever_the_bytes() {
         fuzzing::loader(&engine, &fuzzing::mutate(&base, &edits));
     }
 }
+
+/// A schema from a few seeded choices: the keywords the contradiction check
+/// reads, at random, nested up to three levels.
+fn random_schema(r: &mut impl FnMut(u64) -> u64, depth: u32) -> serde_json::Value {
+    use serde_json::{Map, Value, json};
+    let mut s = Map::new();
+    let types = ["object", "array", "string", "integer", "number", "boolean"];
+    let ty = types[r(types.len() as u64) as usize];
+    if r(5) > 0 {
+        s.insert("type".into(), json!(ty));
+    }
+    let small = |r: &mut dyn FnMut(u64) -> u64| json!(r(6));
+    match ty {
+        "object" => {
+            let mut props = Map::new();
+            let names = ["a", "b", "c"];
+            for n in names.iter().take(r(4) as usize) {
+                let sub = if depth < 3 && r(2) == 0 {
+                    random_schema(r, depth + 1)
+                } else if r(8) == 0 {
+                    Value::Bool(false)
+                } else {
+                    json!({})
+                };
+                props.insert(n.to_string(), sub);
+            }
+            s.insert("properties".into(), Value::Object(props));
+            let required: Vec<&str> = ["a", "b", "c", "x"]
+                .into_iter()
+                .filter(|_| r(3) == 0)
+                .collect();
+            s.insert("required".into(), json!(required));
+            if r(3) == 0 {
+                s.insert("additionalProperties".into(), json!(false));
+            }
+            if r(4) == 0 {
+                s.insert("maxProperties".into(), small(r));
+            }
+        }
+        "array" => {
+            for k in ["minItems", "maxItems"] {
+                if r(2) == 0 {
+                    s.insert(k.into(), small(r));
+                }
+            }
+            if depth < 3 && r(2) == 0 {
+                s.insert("items".into(), random_schema(r, depth + 1));
+            }
+        }
+        "string" => {
+            for k in ["minLength", "maxLength"] {
+                if r(2) == 0 {
+                    s.insert(k.into(), small(r));
+                }
+            }
+        }
+        "integer" | "number" => {
+            for k in ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"] {
+                if r(3) == 0 {
+                    s.insert(k.into(), small(r));
+                }
+            }
+        }
+        _ => {}
+    }
+    if r(6) == 0 {
+        let options: Vec<Value> = (0..r(3)).map(|i| json!(i)).collect();
+        s.insert("enum".into(), Value::Array(options));
+    }
+    if r(8) == 0 {
+        s.insert("const".into(), json!(r(2)));
+    }
+    if depth < 2 && r(8) == 0 {
+        s = Map::from_iter([(
+            "allOf".to_string(),
+            json!([Value::Object(s), random_schema(r, depth + 1)]),
+        )]);
+    }
+    Value::Object(s)
+}
+
+/// No false positives: a schema some value satisfies (a simulated agent's
+/// reply, with one item per list or three, or a plain value) is never
+/// called contradictory; and every schema in examples/ and
+/// tests/conformance/ passes, but the ones written to be refused.
+#[test]
+fn the_contradiction_check_has_no_false_positives() {
+    use wasmflow::script::contradiction::contradiction;
+    use wasmflow::script::schema::{Schema, sample, sample_lists};
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut r = move |n: u64| {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) % n.max(1)
+    };
+    let (mut satisfiable, mut flagged) = (0, 0);
+    for i in 0..20_000 {
+        let schema = random_schema(&mut r, 0);
+        let Ok(compiled) = Schema::compile(&schema) else {
+            continue;
+        };
+        let seed = format!("s{i}");
+        let candidates = [
+            sample(&schema, &seed),
+            sample_lists(&schema, &seed, 3),
+            serde_json::json!({}),
+            serde_json::json!([]),
+            serde_json::json!(0),
+            serde_json::json!(""),
+        ];
+        let found = contradiction(&schema);
+        if candidates.iter().any(|c| compiled.errors(c).is_empty()) {
+            satisfiable += 1;
+            assert_eq!(found, None, "a satisfiable schema was flagged: {schema}");
+        } else if found.is_some() {
+            flagged += 1;
+        }
+    }
+    // The generator must produce both kinds, or the test proves nothing.
+    assert!(
+        satisfiable > 2_000 && flagged > 500,
+        "{satisfiable} satisfiable, {flagged} flagged"
+    );
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut scripts = 0;
+    for dir in ["examples", "tests/conformance"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+            let path = entry.path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if !name.ends_with(".js")
+                || name.contains("contradiction")
+                || name.contains("not-an-object")
+            {
+                continue;
+            }
+            let Ok(script) = wasmflow::Script::load(&path, Default::default()) else {
+                continue;
+            };
+            scripts += 1;
+            for w in &script.warnings {
+                assert!(
+                    !w.message.contains("agent() will throw here"),
+                    "{name}: {}",
+                    w.message
+                );
+            }
+        }
+    }
+    assert!(scripts > 60, "{scripts}");
+}

@@ -207,3 +207,29 @@ fn the_library_runs_an_inline_spec_and_journals_it() {
         .unwrap_err();
     assert!(err.to_string().contains("sha256"), "{err}");
 }
+
+#[test]
+fn a_run_without_args_resumes_with_args_still_undefined() {
+    let dir = temp_dir("spec-undefined");
+    std::fs::write(
+        dir.join("flow.js"),
+        "const a = await agent(args === undefined ? 'no args at all' : 'args ' + JSON.stringify(args))\nconst b = await agent('then ' + a)\nreturn { sawUndefined: args === undefined, a, b }\n",
+    )
+    .unwrap();
+    let out = run_in(&dir, "flow.js", &["--quiet"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let first = out.json();
+    assert_eq!(first["sawUndefined"], true);
+    let (id, info) = run_json(&dir);
+    assert!(info["spec"].get("args").is_none(), "{info:#}");
+    let out = resume(&dir, &id, &["--json", "--quiet"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["result"], first);
+    assert_eq!(summary["agents"]["cached"], 2, "{summary:#}");
+}

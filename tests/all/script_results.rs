@@ -94,9 +94,11 @@ fn args_file_reaches_the_script() {
 }
 
 #[test]
-fn args_is_null_without_flags() {
-    let out = run("return args\n", &["--quiet"]);
-    assert_eq!(out.json(), serde_json::Value::Null);
+fn args_is_undefined_without_flags_and_null_when_given_null() {
+    let out = run("return args === undefined\n", &["--quiet"]);
+    assert_eq!(out.json(), serde_json::json!(true));
+    let out = run("return args === null\n", &["--quiet", "--args", "null"]);
+    assert_eq!(out.json(), serde_json::json!(true));
 }
 
 #[test]

@@ -100,7 +100,7 @@ async function nextEvent() {
   return soonest[1].promise;
 }
 
-let step = driver.start(JSON.stringify(recording.args), { budgetTotal: recording.budget == null ? undefined : BigInt(recording.budget) });
+let step = driver.start(recording.args === undefined ? '' : JSON.stringify(recording.args), { budgetTotal: recording.budget == null ? undefined : BigInt(recording.budget) });
 let delivered = 0;
 while (step.tag === 'waiting') {
   const event = await nextEvent();

@@ -122,7 +122,7 @@ def main() -> int:
 
     options = Record()
     setattr(options, "budget-total", recording.get("budget"))
-    step = call(start, json.dumps(recording["args"]), options)
+    step = call(start, json.dumps(recording["args"]) if "args" in recording else "", options)
     delivered = 0
     # step: an int while waiting; None when done with success; a
     # script-error record when done with an error.

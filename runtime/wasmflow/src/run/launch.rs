@@ -619,7 +619,7 @@ impl Session {
             config,
             record,
         } = self;
-        let recorded_args = prepared.spec.args.clone().unwrap_or(Value::Null);
+        let recorded_args = prepared.spec.args.clone();
         let outcome = run_program(&prepared.engine, prepared.program(), config, events);
         let mut events = outcome.events;
         let status = match &outcome.result {

@@ -36,8 +36,10 @@ pub struct RecordedAgent {
 pub struct Recording {
     /// Layout version (1).
     pub format: u32,
-    /// The value the script saw as `args`.
-    pub args: serde_json::Value,
+    /// The value the script saw as `args`; absent when none was given
+    /// (the script saw `undefined`: a host passes the empty string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<serde_json::Value>,
     /// `budget.total`, when set.
     pub budget: Option<u64>,
     /// Results in delivery order.

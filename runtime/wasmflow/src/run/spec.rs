@@ -410,11 +410,12 @@ impl RunSpec {
             .unwrap_or_else(|| "sim".into())
     }
 
-    /// The args as the JSON text the guest parses.
+    /// The args as the JSON text the guest parses: empty when none were
+    /// given (the script sees `undefined`).
     pub fn args_json(&self) -> String {
         self.args
             .as_ref()
-            .map_or_else(|| "null".to_string(), Value::to_string)
+            .map_or_else(String::new, Value::to_string)
     }
 }
 
@@ -427,7 +428,7 @@ mod tests {
         let mut spec = RunSpec::new(Target::File {
             path: "/p/flow.js".into(),
         });
-        assert_eq!(spec.args_json(), "null");
+        assert_eq!(spec.args_json(), "");
         let text = serde_json::to_string(&spec).unwrap();
         assert!(!text.contains("\"args\""), "{text}");
         assert_eq!(RunSpec::from_json(&text).unwrap(), spec);

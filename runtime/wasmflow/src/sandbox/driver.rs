@@ -37,7 +37,8 @@ use crate::script::{Script, line_in_stack};
 pub struct RunConfig {
     /// Caps and bounds.
     pub limits: Limits,
-    /// The value the script sees as `args`, as JSON text.
+    /// The value the script sees as `args`, as JSON text; empty when none
+    /// was given (the script then sees `undefined`).
     pub args_json: String,
     /// What runs the agents.
     pub backend: Arc<dyn AgentBackend>,
@@ -92,7 +93,7 @@ impl RunConfig {
     pub fn new(backend: Arc<dyn AgentBackend>) -> RunConfig {
         RunConfig {
             limits: Limits::default(),
-            args_json: "null".into(),
+            args_json: String::new(),
             backend,
             budget: None,
             schema_tries: 5,

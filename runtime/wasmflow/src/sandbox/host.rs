@@ -390,11 +390,23 @@ impl host::Host for HostState {
                     sizes.schema
                 )));
             }
-            Some(s) => Some(
-                self.schemas
+            Some(s) => {
+                let compiled = self
+                    .schemas
                     .get(s)
-                    .map_err(|e| SpawnError::Invalid(format!("agent(): {e}")))?,
-            ),
+                    .map_err(|e| SpawnError::Invalid(format!("agent(): {e}")))?;
+                // Refused before anything is paid (as Claude Code does): a
+                // schema that is not an object, or that no value satisfies.
+                if let Some(why) = crate::script::contradiction::not_an_object(s) {
+                    return Err(SpawnError::Invalid(format!("agent(): {why}")));
+                }
+                if let Some(why) = crate::script::contradiction::contradiction(s) {
+                    return Err(SpawnError::Invalid(format!(
+                        "agent(): opts.schema can never be satisfied: {why}; no agent was started"
+                    )));
+                }
+                Some(compiled)
+            }
         };
         self.spawned += 1;
         let id = self.spawned;

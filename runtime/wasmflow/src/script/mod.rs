@@ -7,6 +7,7 @@
 
 pub mod bundled;
 pub mod check;
+pub mod contradiction;
 pub mod options;
 pub mod saved;
 pub mod schema;

@@ -170,8 +170,9 @@ pub fn analyze(source: &str, options: CheckOptions) -> Result<Analysis, Rejectio
     visitor.visit_program(&program);
     refuse_if_any("ImportError", visitor.imports)?;
     refuse_if_any("DeterminismError", visitor.nondeterministic)?;
-    check_literal_schemas(&program, &lines, &visitor.schemas)?;
+    let schema_warnings = check_literal_schemas(&program, &lines, &visitor.schemas)?;
     let (meta, export_offset, mut warnings) = meta::extract(&program, &lines, options)?;
+    warnings.extend(schema_warnings);
     if let Some(meta) = &meta
         && !meta.phases.is_empty()
     {
@@ -236,13 +237,16 @@ enum SchemaSource {
 /// Schemas written as literals (inline, or in a top-level `const` the call
 /// names) are compiled before the run, so a broken one stops the script
 /// before any agent runs. Others are checked when `agent()` is called.
+/// Refuses literal schemas that do not compile; warns (with the line) about
+/// those `agent()` will refuse at run time: not an object, or never
+/// satisfiable.
 fn check_literal_schemas(
     program: &Program<'_>,
     lines: &Lines<'_>,
     found: &[(SchemaSource, Finding)],
-) -> Result<(), Rejection> {
+) -> Result<Vec<Finding>, Rejection> {
     if found.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut consts: HashMap<String, serde_json::Value> = HashMap::new();
     for stmt in &program.body {
@@ -264,21 +268,35 @@ fn check_literal_schemas(
         }
     }
     let mut findings = Vec::new();
+    let mut warnings = Vec::new();
     for (source, at) in found {
         let value = match source {
             SchemaSource::Literal(v) => Some(v),
             SchemaSource::Named(name) => consts.get(name),
         };
-        if let Some(value) = value
-            && let Err(e) = crate::script::schema::Schema::compile(value)
-        {
+        let Some(value) = value else {
+            continue;
+        };
+        if let Err(e) = crate::script::schema::Schema::compile(value) {
             findings.push(Finding {
                 message: format!("agent(): {e}"),
                 ..at.clone()
             });
+            continue;
+        }
+        let refusal = crate::script::contradiction::not_an_object(value).or_else(|| {
+            crate::script::contradiction::contradiction(value)
+                .map(|why| format!("opts.schema can never be satisfied: {why}"))
+        });
+        if let Some(why) = refusal {
+            warnings.push(Finding {
+                message: format!("agent() will throw here: {why}"),
+                ..at.clone()
+            });
         }
     }
-    refuse_if_any("SchemaError", findings)
+    refuse_if_any("SchemaError", findings)?;
+    Ok(warnings)
 }
 
 struct Calls<'l, 's> {
