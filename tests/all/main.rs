@@ -4,6 +4,7 @@ mod fake_http;
 mod gateways;
 mod support;
 
+mod background;
 mod bad_input;
 mod bounds;
 mod claude_backend;

@@ -18,6 +18,11 @@ fn cache_dir() -> &'static Path {
     })
 }
 
+/// Where the run-signing key of test runs lives.
+pub fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("user-data")
+}
+
 /// The engine, loaded once per test process from the shared cache.
 pub fn engine() -> &'static wasmflow::WorkflowEngine {
     static ENGINE: OnceLock<wasmflow::WorkflowEngine> = OnceLock::new();
@@ -44,6 +49,9 @@ pub fn temp_dir(name: &str) -> PathBuf {
 pub fn wasmflow() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmflow"));
     cmd.env("WASMFLOW_CACHE_DIR", cache_dir());
+    // The run-signing key lives outside the project, as a user's would
+    // (tests point HOME at the project directory).
+    cmd.env("XDG_DATA_HOME", data_dir());
     cmd
 }
 

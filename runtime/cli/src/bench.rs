@@ -446,8 +446,13 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
     let http_par = measure(&engine, PARALLEL_1000, n.min(5), || {
         openai(&url).expect("the client built once already")
     })?;
+    let detach = crate::bench_detach::figures(n.min(10))?;
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let figures = json!({
+        "detach_launch_to_id_ms": detach.launch.as_secs_f64() * 1e3,
+        "wait_latency_after_end_ms": detach.wait_latency_ms,
+        "detached_rss_idle_kb": detach.rss_idle_kb,
+        "detached_rss_16_agents_kb": detach.rss_16_agents_kb,
         "engine_load_ms": load.as_secs_f64() * 1e3,
         "trivial_run_warm_ms": trivial.as_secs_f64() * 1e3,
         "process_trivial_run_ms": process.as_secs_f64() * 1e3,
@@ -539,6 +544,18 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
         println!(
             "trivial run of a loaded component       {:>9.3} ms",
             modules.trivial_run.as_secs_f64() * 1e3
+        );
+        println!(
+            "run --detach, launch to id              {:>9.2} ms   (target <= 100 ms)",
+            detach.launch.as_secs_f64() * 1e3
+        );
+        println!(
+            "wait returns after the run's end        {:>9.1} ms",
+            detach.wait_latency_ms
+        );
+        println!(
+            "detached run resident memory            {:>9} kB idle, {} kB with 16 agents",
+            detach.rss_idle_kb, detach.rss_16_agents_kb
         );
         println!(
             "(median of {n} runs; parallel/sequence: median of {}; openai: of {})",

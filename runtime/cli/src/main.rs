@@ -7,7 +7,9 @@ use clap::{Args, Parser, Subcommand};
 
 use wasmflow::error::exit;
 
+mod background;
 mod bench;
+mod bench_detach;
 mod list;
 mod live;
 mod logging;
@@ -53,6 +55,16 @@ enum Command {
     Resume(runs::ResumeArgs),
     /// Ask a running run to pause (as Ctrl-C would), from another shell.
     Stop(runs::StopArgs),
+    /// Wait until a run ends; print its result; exit with its exit code.
+    Wait(background::WaitArgs),
+    /// A run's progress lines (phases, failures, log() lines), with -f as
+    /// they come.
+    Logs(background::LogsArgs),
+    /// A run's whole result, or a page of it (never truncated).
+    Result(background::ResultArgs),
+    /// The process of a detached run (started by `run --detach`).
+    #[command(hide = true)]
+    RunDetached(background::RunDetachedArgs),
     /// List runs (id, name, status, agents, tokens, cost, age); `runs prune`.
     Runs(runs::RunsArgs),
     /// One run: summary, failures by label, where its result is.
@@ -177,6 +189,11 @@ pub struct RunArgs {
     /// (JSON): the table tests/embed hosts replay.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+    /// Run in the background: check everything a run checks before its
+    /// first agent, start it in a process of its own (it survives the
+    /// terminal and this command) and print its id (`--json`: id, dir, pid).
+    #[arg(long, short = 'd')]
+    pub detach: bool,
     /// Start without asking, even when the estimate is over the
     /// confirmation threshold ([plan] confirm_agents / confirm_usd).
     #[arg(long, short = 'y')]
@@ -294,6 +311,10 @@ fn cli_main() -> i32 {
         Command::Inspect(args) => module::inspect(args),
         Command::Resume(args) => runs::resume(args),
         Command::Stop(args) => runs::stop(args),
+        Command::Wait(args) => background::wait(args),
+        Command::Logs(args) => background::logs(args),
+        Command::Result(args) => background::result(args),
+        Command::RunDetached(args) => background::run_detached(args),
         Command::Runs(args) => runs::runs(args),
         Command::Show(args) => runs::show(args),
         Command::List(args) => list::list(args),

@@ -17,6 +17,9 @@ pub fn run(args: RunArgs) -> i32 {
     let spec =
         Env::from_process().and_then(|env| crate::spec::from_args(&args).map(|spec| (spec, env)));
     let finished = match spec {
+        Ok((spec, env)) if args.detach => {
+            return crate::background::launch(spec, &env, yes, json);
+        }
         Ok((spec, env)) => run_spec(spec, &env, yes),
         Err(e) => Err(e.into()),
     };
@@ -78,7 +81,7 @@ fn print_stdout(text: &str) {
     }
 }
 
-fn print_error(e: &RunError) {
+pub fn print_error(e: &RunError) {
     match e {
         RunError::Paused { message } => eprintln!("wasmflow: {message}"),
         RunError::Script(f) => {
@@ -93,7 +96,7 @@ fn print_error(e: &RunError) {
     }
 }
 
-fn show(notices: Vec<Notice>, quiet: bool) {
+pub fn show(notices: Vec<Notice>, quiet: bool) {
     for n in notices {
         if n.warning || !quiet {
             eprintln!("{}", n.text);

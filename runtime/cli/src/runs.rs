@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use wasmflow::error::exit;
 use wasmflow::run::run_dir::{self, RunDir, RunInfo, now_ms};
+use wasmflow::run::state::RunState;
 
 #[derive(Args, Debug)]
 pub struct ResumeArgs {
@@ -97,16 +98,18 @@ pub fn resume(args: ResumeArgs) -> i32 {
             return exit::USAGE;
         }
     };
-    let (_, info) = match open_run(&overrides.script) {
+    let (dir, info) = match open_run(&overrides.script) {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    let mut spec = match &info.spec {
-        Some(spec) => spec.clone(),
-        None => match crate::spec::legacy(&info) {
+    let home = wasmflow::script::saved::home_dir();
+    let mut spec = match wasmflow::run::launch::stored_spec(&dir, &info, home.as_deref()) {
+        Ok(Some(spec)) => spec,
+        Ok(None) => match crate::spec::legacy(&info) {
             Ok(spec) => spec,
             Err(e) => return fail(e),
         },
+        Err(e) => return fail(e.to_string()),
     };
     // Where output goes belongs to this session.
     spec.progress = Default::default();
@@ -125,7 +128,7 @@ pub fn stop(args: StopArgs) -> i32 {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    if !info.session_alive() {
+    if !dir.is_locked() {
         return fail(format!(
             "run {} is not running (status: {}); resume it with: wasmflow resume {}",
             info.id, info.status, info.id
@@ -151,8 +154,8 @@ pub fn stop(args: StopArgs) -> i32 {
                 );
                 return exit::OK;
             }
-            Ok(i) if !i.session_alive() => {
-                eprintln!("wasmflow: the process of run {} is gone", i.id);
+            Ok(_) if !dir.is_locked() => {
+                eprintln!("wasmflow: the process of run {} is gone", info.id);
                 return exit::OK;
             }
             _ => {}
@@ -170,14 +173,24 @@ fn age(ms: u64) -> String {
     }
 }
 
-/// The row `runs` shows for one run.
-fn row(info: &RunInfo) -> Value {
-    let s = info.summary.clone().unwrap_or(Value::Null);
-    let status = if info.status == "running" && !info.session_alive() {
-        "interrupted".to_string()
-    } else {
-        info.status.clone()
-    };
+/// The row `runs` shows for one run: a running run's counts are live, from
+/// its events.
+fn row(root: &Path, info: &RunInfo) -> Value {
+    let mut s = info.summary.clone().unwrap_or(Value::Null);
+    let dir = RunDir::open(root, &info.id).ok();
+    let status = dir
+        .as_ref()
+        .map_or_else(|| info.status.clone(), |d| d.status(info));
+    if matches!(status.as_str(), "running" | "starting")
+        && let Some(state) = dir.as_ref().and_then(|d| RunState::load(d).ok())
+    {
+        s = json!({
+            "agents": {"done": state.agents.done, "failed": state.agents.failed,
+                       "running": state.agents.running, "queued": state.agents.queued},
+            "tokens": state.tokens,
+            "cost": {"total_usd": state.cost_usd},
+        });
+    }
     json!({
         "id": info.id,
         "name": info.name,
@@ -205,7 +218,7 @@ pub fn runs(args: RunsArgs) -> i32 {
     }
     let all = run_dir::list(&root);
     if args.json {
-        let rows: Vec<Value> = all.iter().map(row).collect();
+        let rows: Vec<Value> = all.iter().map(|i| row(&root, i)).collect();
         println!(
             "{}",
             serde_json::to_string_pretty(&rows).unwrap_or_default()
@@ -221,7 +234,7 @@ pub fn runs(args: RunsArgs) -> i32 {
         "ID", "NAME", "STATUS", "AGENTS", "FAILED", "TOKENS", "COST", "AGE"
     );
     for info in &all {
-        let r = row(info);
+        let r = row(&root, info);
         let tokens = r["tokens"]["input"].as_u64().unwrap_or(0)
             + r["tokens"]["output"].as_u64().unwrap_or(0);
         let cost = match r["cost_usd"].as_f64() {
@@ -248,7 +261,8 @@ fn prune(root: &Path, older_than: Duration, dry_run: bool) -> i32 {
     let cutoff = now_ms().saturating_sub(older_than.as_millis() as u64);
     let mut removed = 0;
     for info in run_dir::list(root) {
-        if info.updated_ms > cutoff || info.session_alive() {
+        let locked = RunDir::open(root, &info.id).is_ok_and(|d| d.is_locked());
+        if info.updated_ms > cutoff || locked {
             continue;
         }
         let path = root.join(&info.id);
@@ -275,7 +289,10 @@ pub fn show(args: ShowArgs) -> i32 {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    let r = row(&info);
+    let r = row(
+        &dir.path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        &info,
+    );
     match args.format.as_deref() {
         _ if args.json => {}
         Some("json") => {}

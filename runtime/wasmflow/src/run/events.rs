@@ -110,6 +110,9 @@ pub struct EventSink {
     live: Option<Box<dyn ProgressView>>,
     file: Option<BufWriter<File>>,
     file_error_reported: bool,
+    /// The run directory's `events.jsonl`, for followers in other
+    /// processes.
+    run_events: Option<RunEvents>,
     start: Instant,
 }
 
@@ -125,6 +128,7 @@ impl EventSink {
             live: None,
             file,
             file_error_reported: false,
+            run_events: None,
             start: Instant::now(),
         })
     }
@@ -139,22 +143,54 @@ impl EventSink {
             live: None,
             file: None,
             file_error_reported: false,
+            run_events: None,
             start: Instant::now(),
         }
     }
 
     fn write(&mut self, mut event: serde_json::Value) {
+        if self.file.is_none() && self.run_events.is_none() {
+            return;
+        }
+        event["t_ms"] = json!(self.start.elapsed().as_millis() as u64);
+        event["ts"] = json!(crate::run::run_dir::now_ms());
+        let mut line = event.to_string();
+        line.push('\n');
+        if let Some(run) = self.run_events.as_mut() {
+            run.push(line.as_bytes());
+        }
         let Some(file) = self.file.as_mut() else {
             return;
         };
-        event["t_ms"] = json!(self.start.elapsed().as_millis() as u64);
-        if let Err(e) = writeln!(file, "{event}")
+        if let Err(e) = file.write_all(line.as_bytes())
             && !self.file_error_reported
         {
             self.file_error_reported = true;
             eprintln!(
                 "wasmflow: warning: cannot write the events file: {e}; events are no longer recorded"
             );
+        }
+    }
+
+    /// Also writes every event to the run directory's `events.jsonl`.
+    pub fn with_run_events(mut self, events: RunEvents) -> EventSink {
+        self.run_events = Some(events);
+        self
+    }
+
+    /// Whether events are written anywhere.
+    fn records(&self) -> bool {
+        self.file.is_some() || self.run_events.is_some()
+    }
+
+    /// A session of a run began (the first, or a resume).
+    /// (Only in the run directory's events: `--events` files keep their
+    /// shape.)
+    pub fn run_started(&mut self, run_id: &str, session: u32) {
+        if let Some(run) = self.run_events.as_mut() {
+            let event = json!({"type": "run_started", "run_id": run_id, "session": session,
+                               "t_ms": 0, "ts": crate::run::run_dir::now_ms()});
+            run.push(format!("{event}\n").as_bytes());
         }
     }
 
@@ -174,7 +210,7 @@ impl EventSink {
     /// Whether queued and started agents are wanted (an events file, or
     /// the live view).
     pub fn records_agents(&self) -> bool {
-        self.file.is_some() || self.live.is_some()
+        self.records() || self.live.is_some()
     }
 
     /// The script entered a phase.
@@ -210,7 +246,7 @@ impl EventSink {
         if let Some(live) = &self.live {
             live.queued(phase);
         }
-        if self.file.is_none() {
+        if !self.records() {
             return;
         }
         self.write(json!({"type": "agent_queued", "id": id, "label": label(), "phase": phase}));
@@ -227,7 +263,7 @@ impl EventSink {
         if let Some(live) = &self.live {
             live.started(id, label, phase, model);
         }
-        if self.file.is_none() {
+        if !self.records() {
             return;
         }
         self.write(json!({"type": "agent_started", "id": id, "label": label, "phase": phase}));
@@ -292,7 +328,7 @@ impl EventSink {
                 Some(reason) => eprintln!("wasmflow:   ✗ {label}: {reason}{cost} ({tally})"),
             }
         }
-        if self.file.is_none() {
+        if !self.records() {
             return;
         }
         let mut event = json!({
@@ -322,6 +358,9 @@ impl EventSink {
             live.finish();
         }
         self.write(json!({"type": "run_finished", "status": status}));
+        if let Some(run) = self.run_events.as_mut() {
+            run.flush();
+        }
         if let Some(f) = self.file.as_mut()
             && let Err(e) = f.flush()
             && !self.file_error_reported
@@ -334,5 +373,107 @@ impl EventSink {
 impl PartialOrd for Level {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some((*self as u8).cmp(&(*other as u8)))
+    }
+}
+
+/// `events.jsonl` of a run directory: appended in batches (at most
+/// [`RunEvents::FLUSH_EVERY`] behind), rotated past
+/// [`crate::run::run_dir::EVENTS_ROTATE_BYTES`] to `events.1.jsonl`.
+/// Best-effort: a write error is reported once and recording stops, the
+/// run goes on.
+pub struct RunEvents {
+    dir: cap_std::fs::Dir,
+    file: Option<cap_std::fs::File>,
+    size: u64,
+    buffer: Vec<u8>,
+    last_flush: Instant,
+    limit: u64,
+}
+
+impl RunEvents {
+    /// How long events may wait in memory before followers see them.
+    pub const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+    pub(crate) fn open(dir: cap_std::fs::Dir) -> std::io::Result<RunEvents> {
+        let file = Self::append(&dir)?;
+        let size = file.metadata()?.len();
+        Ok(RunEvents {
+            dir,
+            file: Some(file),
+            size,
+            buffer: Vec::new(),
+            last_flush: Instant::now(),
+            limit: crate::run::run_dir::EVENTS_ROTATE_BYTES,
+        })
+    }
+
+    fn append(dir: &cap_std::fs::Dir) -> std::io::Result<cap_std::fs::File> {
+        use cap_std::fs::OpenOptionsExt;
+        let mut o = cap_std::fs::OpenOptions::new();
+        o.append(true).create(true).mode(0o600);
+        dir.open_with(crate::run::run_dir::EVENTS, &o)
+    }
+
+    /// Rotates past `limit` bytes instead of the default (tests).
+    pub fn with_limit(mut self, limit: u64) -> RunEvents {
+        self.limit = limit;
+        self
+    }
+
+    fn push(&mut self, line: &[u8]) {
+        self.buffer.extend_from_slice(line);
+        if self.buffer.len() >= 64 << 10 || self.last_flush.elapsed() >= Self::FLUSH_EVERY {
+            self.flush();
+        }
+    }
+
+    /// Writes what is buffered.
+    pub fn flush(&mut self) {
+        self.last_flush = Instant::now();
+        if self.buffer.is_empty() {
+            return;
+        }
+        let Some(file) = self.file.as_mut() else {
+            self.buffer.clear();
+            return;
+        };
+        // Whole lines only go to a file: rotate before one would pass the
+        // limit, so a follower never sees a line split across two files.
+        if self.size > 0 && self.size + self.buffer.len() as u64 > self.limit {
+            let rotated = self
+                .dir
+                .rename(
+                    crate::run::run_dir::EVENTS,
+                    &self.dir,
+                    crate::run::run_dir::EVENTS_OLD,
+                )
+                .and_then(|_| Self::append(&self.dir));
+            match rotated {
+                Ok(f) => {
+                    *file = f;
+                    self.size = 0;
+                }
+                Err(e) => return self.fail(e),
+            }
+        }
+        match file.write_all(&self.buffer) {
+            Ok(()) => self.size += self.buffer.len() as u64,
+            Err(e) => return self.fail(e),
+        }
+        self.buffer.clear();
+    }
+
+    fn fail(&mut self, e: std::io::Error) {
+        eprintln!(
+            "wasmflow: warning: cannot write the run's events.jsonl: {e}; its events are no longer recorded"
+        );
+        self.file = None;
+        self.buffer.clear();
+    }
+}
+
+impl Drop for RunEvents {
+    fn drop(&mut self) {
+        self.flush();
     }
 }

@@ -228,25 +228,41 @@ pub fn prepare_with(
     let check = CheckOptions {
         strict: spec.strict,
     };
-    let (module, script) = load_program(&engine, &spec.target, check)?;
     let mut notices = Notices::default();
+    if let Some(id) = &spec.journal.resume {
+        let dir = RunDir::open(&env.runs_root, id).map_err(InputError::Invalid)?;
+        let info = dir.read_info().map_err(InputError::Invalid)?;
+        // A resume runs with the args the run was started with, unless
+        // given.
+        if spec.args.is_none() {
+            spec.args = match stored_spec(&dir, &info, env.home.as_deref())? {
+                Some(stored) => stored.args,
+                None => Some(info.args.clone()),
+            };
+        }
+        // A moved or deleted script: the copy the run kept.
+        if let Target::File { path } = &spec.target
+            && !path.exists()
+            && let Some(source) = dir.kept_script(&info.script_sha256)
+        {
+            let filename = path.file_name().map_or_else(
+                || "workflow.js".into(),
+                |f| f.to_string_lossy().into_owned(),
+            );
+            notices.warning(format!(
+                "wasmflow: warning: {} is gone: running the copy run {id} kept (scripts/{}.js)",
+                path.display(),
+                info.script_sha256
+            ));
+            spec.target = Target::inline(&filename, source);
+        }
+    }
+    let (module, script) = load_program(&engine, &spec.target, check)?;
     for w in &script.warnings {
         notices.warning(format!(
             "warning: {}:{}:{}: {}",
             script.filename, w.line, w.column, w.message
         ));
-    }
-    // A resume runs with the args the run was started with, unless given.
-    if let Some(id) = &spec.journal.resume
-        && spec.args.is_none()
-    {
-        let info = RunDir::open(&env.runs_root, id)
-            .and_then(|d| d.read_info())
-            .map_err(InputError::Invalid)?;
-        spec.args = match &info.spec {
-            Some(stored) => stored.args.clone(),
-            None => Some(info.args.clone()),
-        };
     }
     let (config, _files) = Config::load(&env.cwd, env.home.as_deref())?;
     let backend_name = spec.backend_name(&config);
@@ -267,6 +283,34 @@ pub fn prepare_with(
         notices,
         started,
     })
+}
+
+/// The spec a run stored, checked against its seal: `None` for a run
+/// written before specs were (it stored flags); an error naming the file
+/// when the spec is missing its seal or does not verify.
+pub fn stored_spec(
+    dir: &RunDir,
+    info: &RunInfo,
+    home: Option<&Path>,
+) -> Result<Option<RunSpec>, InputError> {
+    let Some(spec) = &info.spec else {
+        return Ok(None);
+    };
+    let refused = |why: &str| {
+        InputError::Invalid(format!(
+            "{}/run.json {why}: it was changed since wasmflow wrote it, so it is not run again (start the workflow anew with `wasmflow run`)",
+            dir.path.display()
+        ))
+    };
+    let mac = info
+        .spec_hmac
+        .as_deref()
+        .ok_or_else(|| refused("has no seal on its spec"))?;
+    match crate::run::seal::verify(spec, mac, home) {
+        Ok(true) => Ok(Some(spec.clone())),
+        Ok(false) => Err(refused("holds a spec that does not verify")),
+        Err(e) => Err(InputError::Invalid(e)),
+    }
 }
 
 /// The spec's model, else the config's `default_model`; for the Claude
@@ -412,6 +456,53 @@ impl Prepared {
     /// one the spec resumes, reading its journal back), storing the spec
     /// in `run.json`. Refused on a machine where wasmflow is disabled.
     pub fn open(mut self) -> Result<Session, RunError> {
+        let backend = self.checked_backend()?;
+        let mut config = self.run_config(backend);
+        config.preflight_done = true;
+        let record = if self.spec.journal.enabled {
+            let (record, durability) = self.open_run_dir()?;
+            config.pause_on_signal = true;
+            config.durability = Some(durability);
+            Some(record)
+        } else {
+            None
+        };
+        Ok(Session {
+            prepared: self,
+            config,
+            record,
+        })
+    }
+
+    /// For a run that goes on in another process (`--detach`): everything
+    /// a run does before its first agent (the backends and their
+    /// preflight), then the run directory with the spec, status
+    /// `starting`. The process that runs it resumes that id.
+    pub fn create_detached(mut self) -> Result<(RunDir, Vec<Notice>), RunError> {
+        if !self.spec.journal.enabled {
+            return Err(InputError::Invalid(
+                "--detach runs in the background and is followed through its run directory: it cannot go with --no-journal".into(),
+            )
+            .into());
+        }
+        if self.spec.journal.resume.is_some() {
+            return Err(InputError::Invalid(
+                "--detach starts a new run; to continue one in the background, use `wasmflow resume ID --detach`".into(),
+            )
+            .into());
+        }
+        self.checked_backend()?;
+        let (dir, mut info) = self.new_run_dir()?;
+        info.status = "starting".into();
+        info.sessions = 0;
+        info.pid = 0;
+        self.seal_and_write(&dir, &mut info)?;
+        Ok((dir, self.notices.take()))
+    }
+
+    /// The backends, built and checked (keys, reachability, model names);
+    /// refused on a machine where wasmflow is disabled.
+    fn checked_backend(&mut self) -> Result<Arc<dyn crate::backend::AgentBackend>, RunError> {
         crate::config::refuse_if_disabled(&self.env.cwd, self.env.home.as_deref())?;
         let agent_timeout = self.agent_timeout()?;
         let backend = crate::backend::build::build(
@@ -438,65 +529,32 @@ impl Prepared {
             .map_err(|e| RunError::Internal(anyhow::Error::new(e).context("starting tokio")))?
             .block_on(backend.check(planned));
         checked.map_err(InputError::Invalid)?;
-        let mut config = self.run_config(backend);
-        config.preflight_done = true;
-        let record = if self.spec.journal.enabled {
-            let (record, durability) = self.open_run_dir()?;
-            config.pause_on_signal = true;
-            config.durability = Some(durability);
-            Some(record)
-        } else {
-            None
-        };
-        Ok(Session {
-            prepared: self,
-            config,
-            record,
-        })
+        Ok(backend)
     }
 
-    fn open_run_dir(&mut self) -> Result<(RunRecord, Durability), RunError> {
-        let root = self.env.runs_root.clone();
-        let output_error = |path: &Path, e: std::io::Error| InputError::Output {
+    fn new_run_dir(&self) -> Result<(RunDir, RunInfo), RunError> {
+        let root = &self.env.runs_root;
+        let id = run_dir::new_run_id();
+        let dir = RunDir::create(root, &id).map_err(|e| InputError::Output {
             what: "the run directory",
-            path: path.to_path_buf(),
+            path: root.join(&id),
             reason: e.to_string(),
+        })?;
+        let info = RunInfo {
+            id,
+            created_ms: now_ms(),
+            ..RunInfo::default()
         };
-        let (dir, mut info, replay, valid_len) = match &self.spec.journal.resume {
-            Some(id) => {
-                let dir = RunDir::open(&root, id).map_err(InputError::Invalid)?;
-                let info = dir.read_info().map_err(InputError::Invalid)?;
-                if info.session_alive() {
-                    return Err(InputError::Invalid(format!(
-                        "run {id} is still running (process {}); pause it first: wasmflow stop {id}",
-                        info.pid
-                    ))
-                    .into());
-                }
-                let read = dir.read_journal().map_err(InputError::Invalid)?;
-                for skipped in &read.skipped {
-                    self.notices.warning(format!(
-                        "wasmflow: warning: journal of run {id}: skipped {skipped}"
-                    ));
-                }
-                let replay = Replay::from_records(&read.records);
-                self.notices.note(format!(
-                    "wasmflow: resuming run {id}: {} finished agent(s) in the journal are handed back, not run again",
-                    replay.len()
-                ));
-                (dir, info, replay, read.valid_len)
-            }
-            None => {
-                let id = run_dir::new_run_id();
-                let dir =
-                    RunDir::create(&root, &id).map_err(|e| output_error(&root.join(&id), e))?;
-                let info = RunInfo {
-                    id,
-                    created_ms: now_ms(),
-                    ..RunInfo::default()
-                };
-                (dir, info, Replay::default(), 0)
-            }
+        Ok((dir, info))
+    }
+
+    /// Fills run.json with what this session runs (the spec sealed under
+    /// the user's key, the script kept by its hash) and writes it.
+    fn seal_and_write(&mut self, dir: &RunDir, info: &mut RunInfo) -> Result<(), RunError> {
+        let output_error = |e: std::io::Error| InputError::Output {
+            what: "the run directory",
+            path: dir.path.clone(),
+            reason: e.to_string(),
         };
         let script = &self.script;
         info.name = script.name();
@@ -512,6 +570,8 @@ impl Prepared {
             *path = info.script_path.clone();
         }
         info.script_sha256 = crate::run::key::sha256_hex(script.source.as_bytes());
+        dir.keep_script(&info.script_sha256, &script.source)
+            .map_err(output_error)?;
         info.args = self.spec.args.clone().unwrap_or(Value::Null);
         // Stored with absolute paths: a resume from another directory finds
         // the same files.
@@ -520,15 +580,68 @@ impl Prepared {
         for path in [&mut sim.rules, &mut sim.trace].into_iter().flatten() {
             *path = cwd.join(&*path);
         }
-        info.spec = Some(self.spec.clone());
+        // Where output went belongs to the session that asked.
+        let mut stored = self.spec.clone();
+        stored.journal.resume = None;
+        info.spec_hmac = Some(
+            crate::run::seal::sign(&stored, self.env.home.as_deref())
+                .map_err(InputError::Invalid)?,
+        );
+        info.spec = Some(stored);
         info.flags = Vec::new();
+        info.updated_ms = now_ms();
+        info.result = None;
+        dir.write_info(info).map_err(output_error)?;
+        Ok(())
+    }
+
+    fn open_run_dir(&mut self) -> Result<(RunRecord, Durability), RunError> {
+        let root = self.env.runs_root.clone();
+        let (dir, mut info, replay, valid_len, lock) = match self.spec.journal.resume.clone() {
+            Some(id) => {
+                let dir = RunDir::open(&root, &id).map_err(InputError::Invalid)?;
+                let info = dir.read_info().map_err(InputError::Invalid)?;
+                // The lock makes a second session of a running run
+                // impossible, whatever pids say.
+                let lock = dir
+                    .try_lock()
+                    .map_err(|e| InputError::Invalid(format!("cannot lock run {id}: {e}")))?
+                    .ok_or_else(|| {
+                        InputError::Invalid(format!(
+                            "run {id} is still running (process {}); pause it first: wasmflow stop {id}",
+                            info.pid
+                        ))
+                    })?;
+                let read = dir.read_journal().map_err(InputError::Invalid)?;
+                for skipped in &read.skipped {
+                    self.notices.warning(format!(
+                        "wasmflow: warning: journal of run {id}: skipped {skipped}"
+                    ));
+                }
+                let replay = Replay::from_records(&read.records);
+                if info.sessions > 0 {
+                    self.notices.note(format!(
+                        "wasmflow: resuming run {id}: {} finished agent(s) in the journal are handed back, not run again",
+                        replay.len()
+                    ));
+                }
+                (dir, info, replay, read.valid_len, lock)
+            }
+            None => {
+                let (dir, info) = self.new_run_dir()?;
+                let lock = dir
+                    .try_lock()
+                    .map_err(|e| InputError::Invalid(format!("cannot lock the new run: {e}")))?
+                    .ok_or_else(|| {
+                        InputError::Invalid("the new run is locked by another process".into())
+                    })?;
+                (dir, info, Replay::default(), 0, lock)
+            }
+        };
         info.status = "running".into();
         info.pid = std::process::id();
         info.sessions += 1;
-        info.updated_ms = now_ms();
-        info.result = None;
-        dir.write_info(&info)
-            .map_err(|e| output_error(&dir.path, e))?;
+        self.seal_and_write(&dir, &mut info)?;
         self.notices.note(format!(
             "wasmflow: run {} (in {}; Ctrl-C pauses it, `wasmflow resume {}` continues it)",
             info.id,
@@ -540,6 +653,7 @@ impl Prepared {
             RunRecord {
                 dir: dir.clone(),
                 info,
+                _lock: lock,
             },
             Durability {
                 dir,
@@ -552,15 +666,25 @@ impl Prepared {
     }
 }
 
-/// The run directory of a journaled run, and its run.json.
+/// The run directory of a journaled run, its run.json, and its lock (held
+/// until the end is recorded).
 struct RunRecord {
     dir: Arc<RunDir>,
     info: RunInfo,
+    _lock: crate::run::run_dir::RunLock,
 }
 
 impl RunRecord {
     /// Records how the session ended in run.json.
     fn finish(mut self, summary: &RunSummary) -> Option<String> {
+        if summary.status == "ok"
+            && let Err(e) = self.dir.write_result(&summary.result)
+        {
+            return Some(format!(
+                "cannot write {}/result.json: {e}",
+                self.dir.path.display()
+            ));
+        }
         self.info.status = summary.status.to_string();
         self.info.result = (summary.status == "ok").then(|| summary.result.clone());
         self.info.summary = serde_json::to_value(summary).ok();
@@ -620,6 +744,19 @@ impl Session {
             record,
         } = self;
         let recorded_args = prepared.spec.args.clone();
+        let mut events = events;
+        if let Some(r) = &record {
+            // Every event also goes to the run directory, where any process
+            // can follow the run.
+            match r.dir.events_writer() {
+                Ok(w) => events = events.with_run_events(w),
+                Err(e) => eprintln!(
+                    "wasmflow: warning: cannot open {}/events.jsonl: {e}; other processes cannot follow this run",
+                    r.dir.path.display()
+                ),
+            }
+            events.run_started(&r.dir.id, r.info.sessions);
+        }
         let outcome = run_program(&prepared.engine, prepared.program(), config, events);
         let mut events = outcome.events;
         let status = match &outcome.result {

@@ -9,5 +9,7 @@ pub mod plan;
 pub mod record;
 pub mod run_dir;
 pub mod scheduler;
+pub mod seal;
 pub mod spec;
+pub mod state;
 pub mod summary;

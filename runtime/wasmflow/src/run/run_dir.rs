@@ -13,6 +13,15 @@
 //!   reads). One file, appended per batch: a file per agent cost more than
 //!   the journal's fsync.
 //! - `stop`: present when `wasmflow stop` asked the run to pause.
+//! - `run.lock`: the process running the run holds an exclusive `flock`
+//!   on it; a run whose status says running while the lock is free was
+//!   interrupted (killed, out of memory, a reboot).
+//! - `events.jsonl`: every event, one JSON line each ([`crate::run::events`]);
+//!   past [`EVENTS_ROTATE_BYTES`] it is renamed `events.1.jsonl` (one
+//!   generation kept) and a new one started.
+//! - `scripts/<sha256>.js`: every script a session ran, kept so a moved
+//!   file does not stop a resume and viewers can show it.
+//! - `result.json`: the result, compact, written when the run ends ok.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -30,6 +39,14 @@ const INFO: &str = "run.json";
 const JOURNAL: &str = "journal.jsonl";
 const AGENTS: &str = "agents.jsonl";
 const STOP: &str = "stop";
+const LOCK: &str = "run.lock";
+/// The events file of a run.
+pub const EVENTS: &str = "events.jsonl";
+/// The previous events file, after a rotation.
+pub const EVENTS_OLD: &str = "events.1.jsonl";
+/// Size past which `events.jsonl` is rotated.
+pub const EVENTS_ROTATE_BYTES: u64 = 64 << 20;
+const RESULT: &str = "result.json";
 
 /// `run.json`. Missing fields take their defaults: a hand-edited or older
 /// file still opens.
@@ -49,6 +66,10 @@ pub struct RunInfo {
     /// What ran, to run it again the same way.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spec: Option<RunSpec>,
+    /// HMAC-SHA256 of `spec` under the user's key ([`crate::run::seal`]):
+    /// a resume runs only a spec its owner wrote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec_hmac: Option<String>,
     /// Runs written before the spec existed: the `run` flags (args apart).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
@@ -70,13 +91,22 @@ pub struct RunInfo {
 }
 
 impl RunInfo {
-    /// Whether the session recorded here is still alive.
+    /// Whether the process that recorded this session may still be running
+    /// it (its pid exists). [`RunDir::is_locked`] is the reliable test;
+    /// this one serves listings that have no directory open.
     pub fn session_alive(&self) -> bool {
         self.status == "running"
             && self.pid != 0
             && self.pid != std::process::id()
             && Path::new(&format!("/proc/{}", self.pid)).exists()
     }
+}
+
+/// The exclusive lock of the process running a run; released when dropped
+/// (or when the process dies, however it dies).
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
 }
 
 /// Milliseconds since the epoch.
@@ -281,6 +311,104 @@ impl RunDir {
             .open_with(&name, &private_file(false))?
             .write_all(text.as_bytes())?;
         Ok(self.path.join(name))
+    }
+
+    /// Takes the run's lock: `None` when another process holds it (the run
+    /// is running there).
+    pub fn try_lock(&self) -> io::Result<Option<RunLock>> {
+        let file = self.dir.open_with(LOCK, &private_file(true))?.into_std();
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        let r = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        };
+        if r == 0 {
+            return Ok(Some(RunLock { _file: file }));
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            Ok(None)
+        } else {
+            Err(e)
+        }
+    }
+
+    /// Whether a process holds the run's lock (is running it now).
+    pub fn is_locked(&self) -> bool {
+        let Ok(file) = self.dir.open(LOCK).map(|f| f.into_std()) else {
+            return false;
+        };
+        // SAFETY: as in try_lock; a shared lock taken here is released at
+        // once when `file` closes.
+        let r = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                libc::LOCK_SH | libc::LOCK_NB,
+            )
+        };
+        r != 0
+    }
+
+    /// The status a viewer should show: `interrupted` when run.json says
+    /// running but no process holds the lock.
+    pub fn status(&self, info: &RunInfo) -> String {
+        if info.status == "running" && !self.is_locked() {
+            "interrupted".into()
+        } else {
+            info.status.clone()
+        }
+    }
+
+    /// Keeps the script a session runs: `scripts/<sha256>.js`.
+    pub fn keep_script(&self, sha256: &str, source: &str) -> io::Result<PathBuf> {
+        self.dir.create_dir_with("scripts", &private_dir())?;
+        let name = format!("scripts/{sha256}.js");
+        if !self.dir.exists(&name) {
+            let tmp = format!("scripts/.{sha256}.tmp");
+            self.dir
+                .open_with(&tmp, &private_file(false))?
+                .write_all(source.as_bytes())?;
+            self.dir.rename(&tmp, &self.dir, &name)?;
+        }
+        Ok(self.path.join(name))
+    }
+
+    /// A kept script, by its hash.
+    pub fn kept_script(&self, sha256: &str) -> Option<String> {
+        if sha256.is_empty() || !sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        self.dir.read_to_string(format!("scripts/{sha256}.js")).ok()
+    }
+
+    /// Writes the result, compact, by temp file + rename.
+    pub fn write_result(&self, result: &Value) -> io::Result<()> {
+        let text = serde_json::to_vec(result).map_err(io::Error::other)?;
+        let tmp = format!("{RESULT}.tmp");
+        let mut f = self.dir.open_with(&tmp, &private_file(false))?;
+        f.write_all(&text)?;
+        f.sync_data()?;
+        drop(f);
+        self.dir.rename(&tmp, &self.dir, RESULT)
+    }
+
+    /// `result.json`, when the run ended ok.
+    pub fn read_result(&self) -> io::Result<Vec<u8>> {
+        self.dir.read(RESULT)
+    }
+
+    /// Opens `name` in the run directory for reading.
+    pub fn open_file(&self, name: &str) -> io::Result<std::fs::File> {
+        self.dir.open(name).map(|f| f.into_std())
+    }
+
+    /// Opens the run's events file for appending, rotating it past
+    /// [`EVENTS_ROTATE_BYTES`].
+    pub fn events_writer(&self) -> io::Result<crate::run::events::RunEvents> {
+        let dir = self.dir.try_clone()?;
+        crate::run::events::RunEvents::open(dir)
     }
 
     /// Asks the session running this run to pause.
