@@ -26,3 +26,4 @@ mod routing;
 mod run_spec;
 mod script_results;
 mod sim_backend;
+mod steering;

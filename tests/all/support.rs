@@ -169,17 +169,18 @@ pub struct Execution {
     pub end: u64,
 }
 
+/// The executions that ran to their end (a skipped, retried or stopped
+/// execution's line says `abandoned`).
 pub fn read_trace(path: &Path) -> Vec<Execution> {
     let text = std::fs::read_to_string(path).expect("trace file");
     text.lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).expect("trace line is JSON");
-            Execution {
-                label: v["label"].as_str().map(String::from),
-                phase: v["phase"].as_str().map(String::from),
-                start: v["start_us"].as_u64().unwrap(),
-                end: v["end_us"].as_u64().unwrap(),
-            }
+        .map(|l| serde_json::from_str::<Value>(l).expect("trace line is JSON"))
+        .filter(|v| v["abandoned"] != Value::Bool(true))
+        .map(|v| Execution {
+            label: v["label"].as_str().map(String::from),
+            phase: v["phase"].as_str().map(String::from),
+            start: v["start_us"].as_u64().unwrap(),
+            end: v["end_us"].as_u64().unwrap(),
         })
         .collect()
 }

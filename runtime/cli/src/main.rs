@@ -20,6 +20,7 @@ mod run;
 mod runs;
 mod save;
 mod spec;
+mod steer;
 
 /// Run LLM workflow scripts in a WebAssembly sandbox.
 #[derive(Parser)]
@@ -62,6 +63,14 @@ enum Command {
     Logs(background::LogsArgs),
     /// A run's whole result, or a page of it (never truncated).
     Result(background::ResultArgs),
+    /// Watch a run in another process: its live tree of phases and
+    /// running agents (Ctrl-C leaves the run going).
+    Attach(steer::AttachArgs),
+    /// Abandon one agent of a running run: agent() resolves null; a
+    /// resume runs it again.
+    Skip(steer::SteerArgs),
+    /// Abandon one running agent's try and start it again at once.
+    Retry(steer::SteerArgs),
     /// The process of a detached run (started by `run --detach`).
     #[command(hide = true)]
     RunDetached(background::RunDetachedArgs),
@@ -312,6 +321,9 @@ fn cli_main() -> i32 {
         Command::Resume(args) => runs::resume(args),
         Command::Stop(args) => runs::stop(args),
         Command::Wait(args) => background::wait(args),
+        Command::Attach(args) => steer::attach(args),
+        Command::Skip(args) => steer::skip(args),
+        Command::Retry(args) => steer::retry(args),
         Command::Logs(args) => background::logs(args),
         Command::Result(args) => background::result(args),
         Command::RunDetached(args) => background::run_detached(args),

@@ -71,7 +71,7 @@ pub fn report(finished: Result<Finished, RunError>, start: Instant, json: bool) 
 
 /// Prints to stdout; a closed pipe (`| head`) is not worth a panic, and the
 /// exit code already says how the run ended.
-fn print_stdout(text: &str) {
+pub fn print_stdout(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     if let Err(e) = writeln!(out, "{text}").and_then(|_| out.flush())

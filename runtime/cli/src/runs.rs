@@ -65,6 +65,10 @@ pub struct ShowArgs {
     /// result) or `json`.
     #[arg(long, value_name = "FORMAT", value_parser = ["text", "md", "json"])]
     pub format: Option<String>,
+    /// One agent's record instead: its number, or a label only one agent
+    /// has (prompt, options, model, tries, output, usage, cost, timing).
+    #[arg(long, value_name = "N|LABEL")]
+    pub agent: Option<String>,
 }
 
 fn root() -> Result<PathBuf, String> {
@@ -285,6 +289,10 @@ fn prune(root: &Path, older_than: Duration, dry_run: bool) -> i32 {
 }
 
 pub fn show(args: ShowArgs) -> i32 {
+    if let Some(agent) = &args.agent {
+        let json = args.json || args.format.as_deref() == Some("json");
+        return crate::steer::show_agent(&args.id, agent, json);
+    }
     let (dir, info) = match open_run(&args.id) {
         Ok(r) => r,
         Err(e) => return fail(e),

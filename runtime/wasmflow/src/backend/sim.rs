@@ -190,8 +190,8 @@ impl SimTrace {
         })
     }
 
-    fn record(&self, request: &TracedCall, start: Duration, end: Duration) {
-        let line = serde_json::json!({
+    fn record(&self, request: &TracedCall, start: Duration, end: Duration, abandoned: bool) {
+        let mut line = serde_json::json!({
             "key": request.key,
             "label": request.label,
             "phase": request.phase,
@@ -199,9 +199,27 @@ impl SimTrace {
             "start_us": start.as_micros() as u64,
             "end_us": end.as_micros() as u64,
         });
+        if abandoned {
+            line["abandoned"] = serde_json::Value::Bool(true);
+        }
         if let Ok(mut out) = self.out.lock() {
             // A trace is a test aid: losing a line must not fail the agent.
             let _ = writeln!(out, "{line}").and_then(|_| out.flush());
+        }
+    }
+}
+
+/// Writes an execution's trace line when it is dropped unfinished (the
+/// run skipped, retried or stopped it), so the trace shows every execution.
+struct Unfinished {
+    /// The trace, the call, the trace's epoch and base, and the start.
+    trace: Option<(SimTrace, TracedCall, Instant, Duration, Duration)>,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some((trace, call, epoch, base, start)) = self.trace.take() {
+            trace.record(&call, base + start, base + epoch.elapsed(), true);
         }
     }
 }
@@ -331,11 +349,27 @@ impl AgentBackend for SimBackend {
         };
         Box::pin(async move {
             let start = epoch.elapsed();
+            let mut unfinished = Unfinished { trace: None };
             if !latency.is_zero() {
+                unfinished.trace = trace.clone().map(|t| {
+                    (
+                        t,
+                        TracedCall {
+                            key: call.key.clone(),
+                            label: call.label.clone(),
+                            phase: call.phase.clone(),
+                            attempt: call.attempt,
+                        },
+                        epoch,
+                        base,
+                        start,
+                    )
+                });
                 tokio::time::sleep(latency).await;
+                unfinished.trace = None;
             }
             if let Some(trace) = trace {
-                trace.record(&call, base + start, base + epoch.elapsed());
+                trace.record(&call, base + start, base + epoch.elapsed(), false);
             }
             match outcome {
                 Ok(output) => Ok(AgentReply { output, usage }),

@@ -178,6 +178,13 @@ impl EventSink {
         self
     }
 
+    /// Writes the run directory's buffered events now.
+    pub fn flush_run_events(&mut self) {
+        if let Some(run) = self.run_events.as_mut() {
+            run.flush();
+        }
+    }
+
     /// Whether events are written anywhere.
     fn records(&self) -> bool {
         self.file.is_some() || self.run_events.is_some()
@@ -340,6 +347,42 @@ impl EventSink {
             event["reason"] = json!(reason);
         }
         self.write(event);
+    }
+
+    /// An agent was abandoned on request (`queued`: before it started).
+    pub fn agent_skipped(
+        &mut self,
+        id: u64,
+        label: &str,
+        phase: Option<&str>,
+        by: &str,
+        queued: bool,
+        counts: Counts,
+    ) {
+        if let Some(live) = &self.live {
+            live.finished(id, phase, true, Usage::default(), Some(0.0));
+        }
+        if self.progress {
+            eprintln!(
+                "wasmflow:   ⤼ {label}: skipped ({by}) ({} done, {} failed, {} running, {} queued)",
+                counts.done, counts.failed, counts.running, counts.queued
+            );
+        }
+        self.write(
+            json!({"type": "agent_skipped", "id": id, "label": label, "phase": phase,
+                          "by": by, "queued": queued}),
+        );
+    }
+
+    /// An agent's running try was abandoned and started again.
+    pub fn agent_retried(&mut self, id: u64, label: &str, by: &str, retries: u32) {
+        if let Some(live) = &self.live {
+            live.line(&format!("wasmflow: ↻ {label}: retried ({by})"));
+        }
+        if self.progress {
+            eprintln!("wasmflow:   ↻ {label}: started again ({by}; retry {retries})");
+        }
+        self.write(json!({"type": "agent_retried", "id": id, "label": label, "by": by, "retries": retries}));
     }
 
     /// A line for the user (stderr only).

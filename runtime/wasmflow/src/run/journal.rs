@@ -62,6 +62,20 @@ pub enum Record {
         /// When it ended.
         ts: u64,
     },
+    /// An agent was abandoned on request (`wasmflow skip`); a resume runs
+    /// it again.
+    Skipped {
+        /// Its journal key.
+        key: String,
+        /// Its id in that session.
+        agent_id: u64,
+        /// Its label.
+        label: String,
+        /// Who asked.
+        by: String,
+        /// When.
+        ts: u64,
+    },
     /// An agent failed terminally (run again on resume).
     Failed {
         /// Its journal key.

@@ -1,6 +1,7 @@
 //! A run: what describes it ([`spec`]), its scheduler, journal and run
 //! directory, the events it emits, its summary, and dry-run estimates.
 
+pub mod control;
 pub mod events;
 pub mod journal;
 pub mod key;

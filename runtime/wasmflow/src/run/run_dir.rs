@@ -411,6 +411,59 @@ impl RunDir {
         crate::run::events::RunEvents::open(dir)
     }
 
+    /// Leaves a control request for the process running the run; returns
+    /// its name.
+    pub fn write_control(&self, request: &crate::run::control::Request) -> io::Result<String> {
+        use crate::run::control::{new_name, request_file};
+        self.dir.create_dir_with("control", &private_dir())?;
+        let name = new_name();
+        let text = serde_json::to_vec(request).map_err(io::Error::other)?;
+        let tmp = format!("control/.{name}.tmp");
+        self.dir
+            .open_with(&tmp, &private_file(false))?
+            .write_all(&text)?;
+        self.dir.rename(&tmp, &self.dir, request_file(&name))?;
+        Ok(name)
+    }
+
+    /// Takes the control requests waiting (oldest first), removing them.
+    pub fn take_controls(&self) -> Vec<(String, crate::run::control::Request)> {
+        let Ok(entries) = self.dir.read_dir("control") else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter_map(|n| n.strip_suffix(".json").map(String::from))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|name| {
+                let file = crate::run::control::request_file(&name);
+                let text = self.dir.read(&file).ok();
+                let _ = self.dir.remove_file(&file);
+                Some((name, serde_json::from_slice(&text?).ok()?))
+            })
+            .collect()
+    }
+
+    /// Answers a control request.
+    pub fn answer_control(&self, name: &str, answer: &crate::run::control::Answer) {
+        if let Ok(text) = serde_json::to_vec(answer) {
+            let _ = self.dir.write(crate::run::control::answer_file(name), text);
+        }
+    }
+
+    /// The answer to a request, once given (then removed).
+    pub fn control_answer(&self, name: &str) -> Option<crate::run::control::Answer> {
+        let file = crate::run::control::answer_file(name);
+        let text = self.dir.read(&file).ok()?;
+        let answer = serde_json::from_slice(&text).ok()?;
+        let _ = self.dir.remove_file(&file);
+        Some(answer)
+    }
+
     /// Asks the session running this run to pause.
     pub fn request_stop(&self) -> io::Result<()> {
         self.dir.write(STOP, b"")

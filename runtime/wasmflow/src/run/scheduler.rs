@@ -33,6 +33,14 @@ pub enum AgentEnd {
         /// Tokens over all tries.
         usage: Usage,
     },
+    /// Abandoned on request (`wasmflow skip`): `agent()` resolves `null`;
+    /// a resume runs it again.
+    Skipped {
+        /// Who asked.
+        by: String,
+        /// Whether it was still waiting for a slot.
+        queued: bool,
+    },
 }
 
 /// Something the driver waits for.
@@ -155,7 +163,11 @@ pub struct Running {
     pub model: Option<String>,
     /// When it started.
     pub started: Instant,
+    /// Tries started by `retry` (0: none).
+    pub retries: u32,
     abort: AbortHandle,
+    /// What it runs, for a retry.
+    request: Option<AgentRequest>,
 }
 
 /// Runs agents under the concurrency cap, highest priority first.
@@ -232,13 +244,7 @@ impl Scheduler {
             let phase = request.phase.clone();
             let model = request.model.clone();
             events.agent_started(id, &label, phase.as_deref(), model.as_deref());
-            let tx = self.tx.clone();
-            let work = run_agent(self.backend.clone(), request, self.schema_tries);
-            let task = tokio::spawn(async move {
-                let (end, notes) = work.await;
-                // The driver may already be gone (run ended): nothing to do.
-                let _ = tx.send(Wake::Agent { id, end, notes });
-            });
+            let abort = self.start(request.clone());
             self.running.insert(
                 id,
                 Running {
@@ -246,11 +252,110 @@ impl Scheduler {
                     phase,
                     model,
                     started: Instant::now(),
-                    abort: task.abort_handle(),
+                    retries: 0,
+                    abort,
+                    request: Some(request),
                 },
             );
             self.peak = self.peak.max(self.running.len());
         }
+    }
+
+    fn start(&self, request: AgentRequest) -> AbortHandle {
+        let id = request.id;
+        let tx = self.tx.clone();
+        let work = run_agent(self.backend.clone(), request, self.schema_tries);
+        tokio::spawn(async move {
+            let (end, notes) = work.await;
+            // The driver may already be gone (run ended): nothing to do.
+            let _ = tx.send(Wake::Agent { id, end, notes });
+        })
+        .abort_handle()
+    }
+
+    /// Abandons agent `id`, asked by `by`: a running one's task is
+    /// cancelled (its process or request with it), a queued one leaves the
+    /// queue; its end comes back through the channel as `Skipped`.
+    pub fn skip(&mut self, id: u64, by: &str) -> Result<(), String> {
+        let queued = if let Some(r) = self.running.get(&id) {
+            r.abort.abort();
+            false
+        } else {
+            let before = self.queue.len();
+            let mut request = None;
+            self.queue = std::mem::take(&mut self.queue)
+                .into_iter()
+                .filter_map(|Queued(r)| {
+                    if r.id == id {
+                        request = Some(r);
+                        None
+                    } else {
+                        Some(Queued(r))
+                    }
+                })
+                .collect();
+            let Some(request) = request else {
+                return Err(format!(
+                    "agent {id} is neither running nor queued (it finished, or no agent has that id)"
+                ));
+            };
+            debug_assert_eq!(self.queue.len() + 1, before);
+            self.running.insert(
+                id,
+                Running {
+                    label: request.display_label(),
+                    phase: request.phase.clone(),
+                    model: request.model.clone(),
+                    started: Instant::now(),
+                    retries: 0,
+                    abort: tokio::spawn(async {}).abort_handle(),
+                    request: None,
+                },
+            );
+            true
+        };
+        let tx = self.tx.clone();
+        let backend = self.backend.clone();
+        let by = by.to_string();
+        tokio::spawn(async move {
+            // What the agent held (a session, a worktree) is released.
+            let notes = backend.finish(id).await;
+            let _ = tx.send(Wake::Agent {
+                id,
+                end: AgentEnd::Skipped { by, queued },
+                notes,
+            });
+        });
+        Ok(())
+    }
+
+    /// Abandons agent `id`'s running try and starts the same request again
+    /// at once (a new attempt of the same agent); returns how many retries
+    /// it has had.
+    pub fn retry(&mut self, id: u64) -> Result<u32, String> {
+        let Some(running) = self.running.get(&id) else {
+            return Err(if self.queue.iter().any(|q| q.0.id == id) {
+                format!("agent {id} has not started yet: nothing to retry")
+            } else {
+                format!("agent {id} is not running (it finished, or no agent has that id)")
+            });
+        };
+        let Some(mut request) = running.request.clone() else {
+            return Err(format!("agent {id} is being skipped"));
+        };
+        running.abort.abort();
+        request.attempt += 1;
+        let abort = self.start(request.clone());
+        let running = self.running.get_mut(&id).expect("present above");
+        running.abort = abort;
+        running.retries += 1;
+        running.request = Some(request);
+        Ok(running.retries)
+    }
+
+    /// A running agent's label.
+    pub fn label_of(&self, id: u64) -> Option<String> {
+        self.running.get(&id).map(|r| r.label.clone())
     }
 
     /// Forgets a finished agent and returns what was known of it.

@@ -103,6 +103,12 @@ pub struct RunState {
     pub phases: Vec<PhaseState>,
     /// Running now.
     pub running: Vec<RunningAgent>,
+    /// Waiting for a slot.
+    pub queued: Vec<RunningAgent>,
+    /// Agents abandoned on request (`wasmflow skip`).
+    pub skipped: u64,
+    /// Tries started again on request, by agent id.
+    pub retries: BTreeMap<u64, u32>,
     /// Tokens so far.
     pub tokens: Tokens,
     /// USD so far; `None` when an agent's model has no price.
@@ -115,6 +121,8 @@ pub struct RunState {
     pub error: Option<String>,
     #[serde(skip)]
     running_by_id: BTreeMap<u64, RunningAgent>,
+    #[serde(skip)]
+    queued_by_id: BTreeMap<u64, RunningAgent>,
     #[serde(skip)]
     phase_index: BTreeMap<String, usize>,
     #[serde(skip)]
@@ -141,12 +149,16 @@ impl RunState {
             agents: Counts::default(),
             phases: Vec::new(),
             running: Vec::new(),
+            queued: Vec::new(),
+            skipped: 0,
+            retries: BTreeMap::new(),
             tokens: Tokens::default(),
             cost_usd: Some(0.0),
             failures: Vec::new(),
             logs: VecDeque::new(),
             error,
             running_by_id: BTreeMap::new(),
+            queued_by_id: BTreeMap::new(),
             phase_index: BTreeMap::new(),
             priced: true,
         }
@@ -211,6 +223,9 @@ impl RunState {
                 self.phases.clear();
                 self.phase_index.clear();
                 self.running_by_id.clear();
+                self.queued_by_id.clear();
+                self.skipped = 0;
+                self.retries.clear();
                 self.tokens = Tokens::default();
                 self.cost_usd = Some(0.0);
                 self.priced = true;
@@ -236,8 +251,42 @@ impl RunState {
                 self.agents.queued += 1;
                 let phase = str_of("phase");
                 self.phase_mut(phase.as_deref()).queued += 1;
+                self.queued_by_id.insert(
+                    id,
+                    RunningAgent {
+                        id,
+                        label: str_of("label").unwrap_or_default(),
+                        phase,
+                        started_ms: 0,
+                    },
+                );
+            }
+            "agent_skipped" => {
+                let phase = str_of("phase");
+                let was_running = self.running_by_id.remove(&id).is_some();
+                let was_queued = self.queued_by_id.remove(&id).is_some();
+                self.skipped += 1;
+                let counts = self.phase_mut(phase.as_deref());
+                if was_running {
+                    counts.running = counts.running.saturating_sub(1);
+                } else if was_queued {
+                    counts.queued = counts.queued.saturating_sub(1);
+                }
+                if was_running {
+                    self.agents.running = self.agents.running.saturating_sub(1);
+                } else if was_queued {
+                    self.agents.queued = self.agents.queued.saturating_sub(1);
+                }
+            }
+            "agent_retried" => {
+                self.retries
+                    .insert(id, e["retries"].as_u64().unwrap_or(1) as u32);
+                if let Some(r) = self.running_by_id.get_mut(&id) {
+                    r.started_ms = e["ts"].as_u64().unwrap_or(r.started_ms);
+                }
             }
             "agent_started" => {
+                self.queued_by_id.remove(&id);
                 let phase = str_of("phase");
                 self.agents.queued = self.agents.queued.saturating_sub(1);
                 self.agents.running += 1;
@@ -309,7 +358,12 @@ impl RunState {
                     let counts = self.phase_mut(r.phase.as_deref());
                     counts.running = counts.running.saturating_sub(1);
                 }
+                for (_, r) in std::mem::take(&mut self.queued_by_id) {
+                    let counts = self.phase_mut(r.phase.as_deref());
+                    counts.queued = counts.queued.saturating_sub(1);
+                }
                 self.agents.running = 0;
+                self.agents.queued = 0;
             }
             _ => {}
         }
@@ -318,6 +372,7 @@ impl RunState {
     /// Derived fields, after a batch of events.
     pub fn finish_reading(&mut self) {
         self.running = self.running_by_id.values().cloned().collect();
+        self.queued = self.queued_by_id.values().cloned().collect();
         if !self.priced {
             self.cost_usd = None;
         }

@@ -20,6 +20,14 @@ pub struct AgentCounts {
     /// Of `done`, agents whose result came from the journal of an earlier
     /// session of the run (not run again, not paid again).
     pub cached: u64,
+    /// Agents abandoned on request (`wasmflow skip`): `agent()` gave
+    /// `null`; a resume runs them again.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub skipped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

@@ -902,6 +902,10 @@ impl<S: StoreAccess> Run<S> {
                     if self.journal.as_ref().is_some_and(|j| j.dir.stop_requested()) {
                         return Err(self.pause("wasmflow stop").await);
                     }
+                    self.apply_controls();
+                    // Followers see events at most a tick behind, even
+                    // when nothing else happens.
+                    self.store.host().events.flush_run_events();
                 }
             }
         };
@@ -933,6 +937,11 @@ impl<S: StoreAccess> Run<S> {
                     events.push(Event::Timer(id));
                 }
             }
+            Wake::Agent {
+                id,
+                end: AgentEnd::Skipped { by, queued },
+                notes,
+            } => self.on_skipped(id, &by, queued, notes, events),
             Wake::Agent { id, end, notes } => {
                 let end = self.bound_output(id, end);
                 self.breaker.record(&end);
@@ -960,6 +969,12 @@ impl<S: StoreAccess> Run<S> {
                     AgentEnd::Thrown { message, usage } => {
                         (AgentOutcome::Error(message.clone()), usage, Some(message))
                     }
+                    // Handled by on_skipped, in the arm above.
+                    AgentEnd::Skipped { by, .. } => (
+                        AgentOutcome::Skipped,
+                        Default::default(),
+                        Some(format!("skipped ({by})")),
+                    ),
                 };
                 self.stats.tokens += usage;
                 let usd = {
@@ -1063,6 +1078,91 @@ impl<S: StoreAccess> Run<S> {
                 events.push(agent_event(id, outcome, usage));
             }
         }
+    }
+
+    /// Skip and retry requests left in the run directory by other
+    /// processes (`wasmflow skip` / `retry`), each answered.
+    fn apply_controls(&mut self) {
+        let Some(dir) = self.journal.as_ref().map(|j| j.dir.clone()) else {
+            return;
+        };
+        for (name, request) in dir.take_controls() {
+            use crate::run::control::{Answer, Op};
+            let id = request.agent;
+            let result = match request.op {
+                Op::Skip => self.scheduler.skip(id, &request.by).map(|()| {
+                    format!("agent {id} is skipped: agent() resolves null; a resume runs it again")
+                }),
+                Op::Retry => self.scheduler.retry(id).map(|retries| {
+                    let label = self
+                        .scheduler
+                        .label_of(id)
+                        .unwrap_or_else(|| format!("agent #{id}"));
+                    self.store
+                        .host()
+                        .events
+                        .agent_retried(id, &label, &request.by, retries);
+                    format!("agent {id} started again (retry {retries})")
+                }),
+            };
+            let answer = match result {
+                Ok(message) => Answer { ok: true, message },
+                Err(message) => Answer { ok: false, message },
+            };
+            dir.answer_control(&name, &answer);
+        }
+    }
+
+    /// An agent abandoned on request: `agent()` resolves `null`, the
+    /// journal says who asked, a resume runs it again.
+    fn on_skipped(
+        &mut self,
+        id: u64,
+        by: &str,
+        queued: bool,
+        notes: Vec<String>,
+        events: &mut Vec<Event>,
+    ) {
+        let Some(running) = self.scheduler.finished(id) else {
+            return;
+        };
+        if let Some(j) = self.journal.as_mut()
+            && let Some(meta) = j.metas.remove(&id)
+        {
+            let line = Record::Skipped {
+                key: meta.key,
+                agent_id: id,
+                label: running.label.clone(),
+                by: by.to_string(),
+                ts: now_ms(),
+            };
+            j.writer.push(&line);
+            let mut file = serde_json::to_value(&line).unwrap_or(Value::Null);
+            file["prompt"] = Value::String(meta.prompt);
+            file["options"] = Value::Object(meta.options);
+            file["phase"] = running.phase.clone().into();
+            file["startedTs"] = meta.started_ms.into();
+            j.agent_files.push((id, file));
+        }
+        for note in notes {
+            self.store
+                .host()
+                .events
+                .note(&format!("{}: {note}", running.label));
+        }
+        self.stats.agents.skipped += 1;
+        let counts = self
+            .scheduler
+            .counts(self.stats.agents.done, self.stats.agents.failed);
+        self.store.host().events.agent_skipped(
+            id,
+            &running.label,
+            running.phase.as_deref(),
+            by,
+            queued,
+            counts,
+        );
+        events.push(agent_event(id, AgentOutcome::Skipped, Default::default()));
     }
 
     /// An answer over `--max-agent-output` fails the agent; its whole
