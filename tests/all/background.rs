@@ -7,26 +7,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{temp_dir, wasmflow};
+use crate::support::{cli_in as cli, temp_dir, text, wasmflow};
 
 const WIDE: &str = "export const meta = { name: 'wide', description: 'fan-out' }\n\
 phase('Fan')\n\
 const xs = await parallel(Array.from({ length: 200 }, (_, i) => () => agent('item ' + i, { label: 'item-' + i })))\n\
 return { n: xs.filter(x => typeof x === 'string').length, first: xs[0] }\n";
-
-fn cli(dir: &Path, args: &[&str]) -> Output {
-    wasmflow()
-        .current_dir(dir)
-        .env("HOME", dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn setup(name: &str, script: &str) -> PathBuf {
     let dir = temp_dir(name);

@@ -6,28 +6,8 @@
 use serde_json::{Value, json};
 
 use crate::fake_http::{FakeServer, Reply, json_reply, models_list, openai_text};
-use crate::support::{Output, run_env, temp_dir};
-
-fn setup(name: &str, script: &str, toml: &str) -> std::path::PathBuf {
-    let dir = temp_dir(name);
-    std::fs::write(dir.join("flow.js"), script).unwrap();
-    std::fs::write(dir.join("wasmflow.toml"), toml).unwrap();
-    dir
-}
-
-fn anthropic(dir: &std::path::Path, server: &FakeServer, args: &[&str]) -> Output {
-    let mut all = vec!["--backend", "anthropic"];
-    all.extend_from_slice(args);
-    run_env(
-        dir,
-        "flow.js",
-        &all,
-        &[
-            ("ANTHROPIC_API_KEY", "sk-bad"),
-            ("ANTHROPIC_BASE_URL", &server.url),
-        ],
-    )
-}
+use crate::http_backends::{anthropic, setup};
+use crate::support::{Output, run_env};
 
 fn openai(dir: &std::path::Path, server: &FakeServer, args: &[&str]) -> Output {
     let mut all = vec!["--backend", "openai", "--model", "gpt-4o-mini"];

@@ -19,14 +19,14 @@ const ANTHROPIC_MODELS: &[&str] = &[
     "claude-opus-4-6",
 ];
 
-fn setup(name: &str, script: &str, toml: &str) -> std::path::PathBuf {
+pub(crate) fn setup(name: &str, script: &str, toml: &str) -> std::path::PathBuf {
     let dir = temp_dir(name);
     std::fs::write(dir.join("flow.js"), script).unwrap();
     std::fs::write(dir.join("wasmflow.toml"), toml).unwrap();
     dir
 }
 
-fn anthropic(dir: &std::path::Path, server: &FakeServer, args: &[&str]) -> Output {
+pub(crate) fn anthropic(dir: &std::path::Path, server: &FakeServer, args: &[&str]) -> Output {
     let mut all = vec!["--backend", "anthropic"];
     all.extend_from_slice(args);
     run_env(

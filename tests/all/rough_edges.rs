@@ -2,11 +2,9 @@
 //! scripts, colour codes in logs, plain-progress volume, preflight refusals
 //! that looked resumable, wording.
 
-use std::path::Path;
-
 use serde_json::{Value, json};
 
-use crate::support::{run, run_in, temp_dir, wasmflow};
+use crate::support::{cli_in as cli, only_run_id, run, run_in, temp_dir, wasmflow};
 
 const ECHO: &str = "export const meta = { name: 'echo', description: 'echoes' }\nconst a = await agent('hi')\nreturn { args, a }\n";
 
@@ -35,17 +33,6 @@ fn words_after_double_dash_are_text_and_positionals_keep_their_order() {
     assert_eq!(out.json()["args"], json!("first -5 --backend x"));
 }
 
-fn only_run(dir: &Path) -> String {
-    std::fs::read_dir(dir.join(".wasmflow/runs"))
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().is_dir())
-        .unwrap()
-        .file_name()
-        .to_string_lossy()
-        .into_owned()
-}
-
 #[test]
 fn resume_takes_flags_before_and_after_the_id_and_text_as_args() {
     let dir = temp_dir("resume-flags");
@@ -53,7 +40,7 @@ fn resume_takes_flags_before_and_after_the_id_and_text_as_args() {
     let out = run_in(&dir, "flow.js", &["old", "words", "--quiet"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.json()["args"], json!("old words"));
-    let id = only_run(&dir);
+    let id = only_run_id(&dir);
     let resume = |words: &[&str]| {
         wasmflow()
             .current_dir(&dir)
@@ -139,15 +126,6 @@ fn one_agent_is_one_agent() {
         "{}",
         out.stderr
     );
-}
-
-fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
-    wasmflow()
-        .current_dir(dir)
-        .env("HOME", dir)
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]

@@ -2,12 +2,12 @@
 //! agent's record.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{data_dir, temp_dir, wasmflow};
+use crate::support::{cli_in as cli, data_dir, temp_dir, text};
 
 const THREE: &str = "export const meta = { name: 'three', description: 'd' }\n\
 phase('Work')\n\
@@ -18,20 +18,6 @@ const [a, b, c] = await parallel([\n\
   () => agent('four', { label: 'dup' }),\n\
 ])\n\
 return { a, b, c }\n";
-
-fn cli(dir: &Path, args: &[&str]) -> Output {
-    wasmflow()
-        .current_dir(dir)
-        .env("HOME", dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// Launches `THREE` detached with slow agents; returns the run id once its
 /// agents are running.

@@ -201,3 +201,31 @@ pub fn max_overlap(execs: &[Execution]) -> usize {
     }
     max as usize
 }
+
+/// `wasmflow ARGS` in `dir` (which is HOME too), stdin closed.
+pub fn cli_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    wasmflow()
+        .current_dir(dir)
+        .env("HOME", dir)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("wasmflow runs")
+}
+
+/// Output bytes as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The id of the one run under `dir/.wasmflow/runs`.
+pub fn only_run_id(dir: &Path) -> String {
+    std::fs::read_dir(dir.join(".wasmflow/runs"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().is_dir())
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .into_owned()
+}
