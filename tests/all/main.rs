@@ -11,6 +11,7 @@ mod claude_backend;
 mod cli_input;
 mod concurrency;
 mod conformance;
+mod contract_doc;
 mod durable_runs;
 mod engine_artifact;
 mod examples;

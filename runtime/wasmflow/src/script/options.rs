@@ -3,7 +3,8 @@
 
 use serde_json::{Map, Value};
 
-/// Every option Claude Code's `agent()` accepts (shared/workflow-api.md §2).
+/// Every option Claude Code's `agent()` accepts (docs/workflow-api.md; a
+/// test keeps that page naming each).
 pub const KNOWN: &[&str] = &[
     "label",
     "phase",
