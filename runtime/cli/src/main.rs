@@ -52,7 +52,7 @@ enum Command {
     /// whether it is inside the sandbox contract.
     Inspect(module::InspectArgs),
     /// Run an earlier run again: finished agents come from its journal,
-    /// the rest run live. Flags after the id override the stored ones.
+    /// the rest run live. `run` flags given here override the stored ones.
     Resume(runs::ResumeArgs),
     /// Ask a running run to pause (as Ctrl-C would), from another shell.
     Stop(runs::StopArgs),

@@ -115,6 +115,12 @@ pub fn resume(args: ResumeArgs) -> i32 {
         },
         Err(e) => return fail(e.to_string()),
     };
+    if overrides.detach {
+        return fail(format!(
+            "resume runs in the foreground: `wasmflow resume {}` (start new runs in the background with `wasmflow run … --detach`)",
+            info.id
+        ));
+    }
     // Where output goes belongs to this session.
     spec.progress = Default::default();
     spec.journal.enabled = true;

@@ -487,7 +487,8 @@ impl Prepared {
         }
         if self.spec.journal.resume.is_some() {
             return Err(InputError::Invalid(
-                "--detach starts a new run; to continue one in the background, use `wasmflow resume ID --detach`".into(),
+                "--detach starts a new run; a resume runs in the foreground (`wasmflow resume ID`)"
+                    .into(),
             )
             .into());
         }
