@@ -417,3 +417,56 @@ fn a_moved_script_resumes_from_the_kept_copy() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_paused_run_resumes_in_the_background() {
+    let dir = setup(
+        "resume-detached",
+        "const xs = await parallel(Array.from({ length: 6 }, (_, i) => () => agent('item ' + i)))\nreturn xs.length\n",
+    );
+    // Stopped by its agent cap after two agents: a run to resume.
+    let out = cli(
+        &dir,
+        &[
+            "run",
+            "flow.js",
+            "--quiet",
+            "--json",
+            "--concurrency",
+            "1",
+            "--max-agents",
+            "2",
+        ],
+    );
+    let id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = cli(
+        &dir,
+        &[
+            "resume",
+            &id,
+            "--detach",
+            "--json",
+            "--max-agents",
+            "10",
+            "--sim-latency",
+            "50",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let launched: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(launched["run_id"], json!(id));
+    let out = wait(&dir, &id, &["--json", "--timeout", "60s"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["result"], json!(6));
+    assert_eq!(summary["agents"]["cached"], 2, "{summary:#}");
+    // The flags given to the resume are in the spec it sealed.
+    let info: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(".wasmflow/runs").join(&id).join("run.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(info["spec"]["limits"]["max_agents"], 10);
+}

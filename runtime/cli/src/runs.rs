@@ -115,17 +115,22 @@ pub fn resume(args: ResumeArgs) -> i32 {
         },
         Err(e) => return fail(e.to_string()),
     };
-    if overrides.detach {
-        return fail(format!(
-            "resume runs in the foreground: `wasmflow resume {}` (start new runs in the background with `wasmflow run … --detach`)",
-            info.id
-        ));
-    }
     // Where output goes belongs to this session.
     spec.progress = Default::default();
     spec.journal.enabled = true;
     spec.journal.resume = Some(info.id.clone());
     let env = wasmflow::run::launch::Env::from_process();
+    if overrides.detach {
+        // Continued in the background, like `run --detach`: the spec with
+        // these flags is sealed into the run directory for the new process.
+        return match env {
+            Ok(env) => match crate::spec::apply(&mut spec, &overrides) {
+                Ok(()) => crate::background::launch(spec, &env, overrides.yes, overrides.json),
+                Err(e) => fail(e.to_string()),
+            },
+            Err(e) => fail(e.to_string()),
+        };
+    }
     let finished = env.map_err(Into::into).and_then(|env| {
         crate::spec::apply(&mut spec, &overrides)?;
         crate::run::run_spec(spec, &env, overrides.yes)

@@ -476,8 +476,9 @@ impl Prepared {
 
     /// For a run that goes on in another process (`--detach`): everything
     /// a run does before its first agent (the backends and their
-    /// preflight), then the run directory with the spec, status
-    /// `starting`. The process that runs it resumes that id.
+    /// preflight), then the run directory (a new one, or the one the spec
+    /// resumes) with the spec, status `starting`. The process that runs it
+    /// resumes that id.
     pub fn create_detached(mut self) -> Result<(RunDir, Vec<Notice>), RunError> {
         if !self.spec.journal.enabled {
             return Err(InputError::Invalid(
@@ -485,18 +486,28 @@ impl Prepared {
             )
             .into());
         }
-        if self.spec.journal.resume.is_some() {
-            return Err(InputError::Invalid(
-                "--detach starts a new run; a resume runs in the foreground (`wasmflow resume ID`)"
-                    .into(),
-            )
-            .into());
-        }
         self.checked_backend()?;
-        let (dir, mut info) = self.new_run_dir()?;
+        let (dir, mut info) = match self.spec.journal.resume.clone() {
+            None => {
+                let (dir, mut info) = self.new_run_dir()?;
+                info.sessions = 0;
+                info.pid = 0;
+                (dir, info)
+            }
+            Some(id) => {
+                let dir = RunDir::open(&self.env.runs_root, &id).map_err(InputError::Invalid)?;
+                let info = dir.read_info().map_err(InputError::Invalid)?;
+                if dir.is_locked() {
+                    return Err(InputError::Invalid(format!(
+                        "run {id} is still running (process {}); pause it first: wasmflow stop {id}",
+                        info.pid
+                    ))
+                    .into());
+                }
+                (dir, info)
+            }
+        };
         info.status = "starting".into();
-        info.sessions = 0;
-        info.pid = 0;
         self.seal_and_write(&dir, &mut info)?;
         Ok((dir, self.notices.take()))
     }
