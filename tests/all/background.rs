@@ -14,6 +14,12 @@ phase('Fan')\n\
 const xs = await parallel(Array.from({ length: 200 }, (_, i) => () => agent('item ' + i, { label: 'item-' + i })))\n\
 return { n: xs.filter(x => typeof x === 'string').length, first: xs[0] }\n";
 
+/// The `run_id` of a `--json` summary.
+fn run_id(out: &Output) -> String {
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    summary["run_id"].as_str().unwrap().to_string()
+}
+
 fn setup(name: &str, script: &str) -> PathBuf {
     let dir = temp_dir(name);
     std::fs::write(dir.join("flow.js"), script).unwrap();
@@ -260,10 +266,7 @@ fn a_five_megabyte_result_pages_back_byte_identical() {
     );
     let out = cli(&dir, &["run", "flow.js", "--quiet", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = run_id(&out);
     let whole = std::fs::read(dir.join(".wasmflow/runs").join(&id).join("result.json")).unwrap();
     assert!(whole.len() > 5_000_000, "{}", whole.len());
     let mut pages = Vec::new();
@@ -319,10 +322,7 @@ fn two_resumes_at_once_one_is_refused() {
         ],
     );
     // The cap stopped it after one agent: a run to resume.
-    let id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = run_id(&out);
     let spawn = || {
         wasmflow()
             .current_dir(&dir)
@@ -364,10 +364,7 @@ fn two_resumes_at_once_one_is_refused() {
 fn a_tampered_run_json_is_refused_by_resume() {
     let dir = setup("tampered", "return await agent('x')\n");
     let out = cli(&dir, &["run", "flow.js", "--quiet", "--json"]);
-    let id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = run_id(&out);
     let path = dir.join(".wasmflow/runs").join(&id).join("run.json");
     let mut info: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert!(info["spec_hmac"].is_string(), "{info:#}");
@@ -402,10 +399,7 @@ fn a_moved_script_resumes_from_the_kept_copy() {
         &dir,
         &["run", "flow.js", "--quiet", "--json", "--max-agents", "1"],
     );
-    let id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = run_id(&out);
     std::fs::rename(dir.join("flow.js"), dir.join("elsewhere.js")).unwrap();
     let out = cli(&dir, &["resume", &id, "--max-agents", "5", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -438,10 +432,7 @@ fn a_paused_run_resumes_in_the_background() {
             "2",
         ],
     );
-    let id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = run_id(&out);
     let out = cli(
         &dir,
         &[

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use wasmflow::run::launch::{self, Env};
 use wasmflow::run::spec::{RunSpec, Target};
 
-use crate::support::{engine, read_trace, run_in, temp_dir, wasmflow};
+use crate::support::{cli_in, engine, only_run_id, read_trace, run_in, temp_dir};
 
 const FLOW: &str = r#"export const meta = { name: 'specced', description: 'spec test' }
 const xs = await parallel([1, 2, 3, 4].map(i => () => agent('item ' + i + ' of ' + JSON.stringify(args), { label: 'i' + i })))
@@ -17,28 +17,16 @@ return { xs, args: args === undefined ? 'undefined' : args }
 "#;
 
 fn run_json(dir: &Path) -> (String, Value) {
-    let runs = dir.join(".wasmflow/runs");
-    let id = std::fs::read_dir(&runs)
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().is_dir())
-        .unwrap()
-        .file_name()
-        .to_string_lossy()
-        .into_owned();
-    let text = std::fs::read_to_string(runs.join(&id).join("run.json")).unwrap();
+    let id = only_run_id(dir);
+    let path = dir.join(".wasmflow/runs").join(&id).join("run.json");
+    let text = std::fs::read_to_string(path).unwrap();
     (id, serde_json::from_str(&text).unwrap())
 }
 
 fn resume(dir: &Path, id: &str, flags: &[&str]) -> std::process::Output {
-    wasmflow()
-        .current_dir(dir)
-        .env("HOME", dir)
-        .arg("resume")
-        .arg(id)
-        .args(flags)
-        .output()
-        .unwrap()
+    let mut args = vec!["resume", id];
+    args.extend_from_slice(flags);
+    cli_in(dir, &args)
 }
 
 #[test]

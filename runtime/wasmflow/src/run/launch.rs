@@ -209,7 +209,6 @@ pub struct Prepared {
 /// Loads, checks and routes `spec` without starting anything.
 pub fn prepare(spec: RunSpec, env: &Env) -> Result<Prepared, RunError> {
     let started = Instant::now();
-    spec.validate()?;
     let engine = WorkflowEngine::new().map_err(RunError::Internal)?;
     prepare_with(spec, env, engine, started)
 }

@@ -90,18 +90,6 @@ pub struct RunInfo {
     pub summary: Option<Value>,
 }
 
-impl RunInfo {
-    /// Whether the process that recorded this session may still be running
-    /// it (its pid exists). [`RunDir::is_locked`] is the reliable test;
-    /// this one serves listings that have no directory open.
-    pub fn session_alive(&self) -> bool {
-        self.status == "running"
-            && self.pid != 0
-            && self.pid != std::process::id()
-            && Path::new(&format!("/proc/{}", self.pid)).exists()
-    }
-}
-
 /// The exclusive lock of the process running a run; released when dropped
 /// (or when the process dies, however it dies).
 #[derive(Debug)]
