@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Compiled workflows in other hosts: installs jco (npm) and wasmtime-py
-# (PyPI) at pinned versions when missing, then runs tests/embed/run.py,
+# (PyPI, into the shared test venv) at pinned versions when missing, then runs tests/embed/run.py,
 # which checks that the CLI, Node and Python hosts give identical results.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -9,8 +9,7 @@ command -v python3 >/dev/null || { echo "embed: python3 is missing" >&2; exit 1;
 if [ ! -x tests/embed/node/node_modules/.bin/jco ]; then
   (cd tests/embed/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
-if ! python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version("wasmtime") != "50.0.1")' 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check wasmtime==50.0.1
-fi
+source tests/lib/venv.sh
+wasmflow_venv wasmtime==50.0.1
 [ -x target/debug/wasmflow ] || cargo build --locked -p wasmflow-cli
-exec python3 tests/embed/run.py "$@"
+exec "$PYTHON" tests/embed/run.py "$@"

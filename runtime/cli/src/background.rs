@@ -115,6 +115,15 @@ fn try_launch(spec: RunSpec, env: &Env, yes: bool) -> Result<(RunDir, u32), RunE
     }
     let (dir, notices) = prepared.create_detached()?;
     crate::run::show(notices, true);
+    let child = spawn(&dir, env)?;
+    Ok((dir, child.id()))
+}
+
+/// Starts the process of a run created detached (`run-detached ID`): in a
+/// session of its own, its output into the run directory, nothing
+/// inherited but the working directory and the environment. The caller
+/// reaps it (or exits first).
+pub fn spawn(dir: &RunDir, env: &Env) -> Result<std::process::Child, RunError> {
     let output = |name: &str| {
         std::fs::OpenOptions::new()
             .create(true)
@@ -147,7 +156,7 @@ fn try_launch(spec: RunSpec, env: &Env, yes: bool) -> Result<(RunDir, u32), RunE
     let child = command
         .spawn()
         .map_err(|e| RunError::Internal(anyhow::anyhow!("starting the detached run: {e}")))?;
-    Ok((dir, child.id()))
+    Ok(child)
 }
 
 /// The detached run's own process: the spec its launcher sealed into
@@ -307,15 +316,6 @@ pub fn logs(args: LogsArgs) -> i32 {
     }
 }
 
-/// The largest prefix of `bytes[..max]` that ends on a UTF-8 boundary.
-fn utf8_cut(bytes: &[u8], max: usize) -> usize {
-    let mut end = max.min(bytes.len());
-    while end > 0 && end < bytes.len() && (bytes[end] & 0xC0) == 0x80 {
-        end -= 1;
-    }
-    end
-}
-
 pub fn result(args: ResultArgs) -> i32 {
     let dir = match open(&args.id) {
         Ok(d) => d,
@@ -352,40 +352,18 @@ pub fn result(args: ResultArgs) -> i32 {
             }
         }
     };
-    let total = bytes.len() as u64;
-    if args.offset > total {
-        return fail(format!(
-            "offset {} is past the end of the result ({total} bytes)",
-            args.offset
-        ));
-    }
-    let start = args.offset as usize;
-    if start < bytes.len() && (bytes[start] & 0xC0) == 0x80 {
-        return fail(format!(
-            "offset {start} is inside a UTF-8 character: use a next_offset a page gave"
-        ));
-    }
-    let rest = &bytes[start..];
-    let len = match args.max_bytes {
-        Some(max) => utf8_cut(rest, max as usize),
-        None => rest.len(),
+    let page = match wasmflow::run::page::page(&bytes, args.offset, args.max_bytes) {
+        Ok(p) => p,
+        Err(e) => return fail(e.replace("page size", "--max-bytes")),
     };
-    if len == 0 && !rest.is_empty() {
-        return fail("--max-bytes is smaller than the next UTF-8 character");
-    }
-    let page = &rest[..len];
-    let next = start + len;
     let mut out = std::io::stdout().lock();
     let written = if args.json {
-        let text = String::from_utf8_lossy(page);
-        writeln!(
-            out,
-            "{}",
-            json!({"total_bytes": total, "offset": start, "next_offset": if (next as u64) < total { json!(next) } else { Value::Null }, "data": text})
-        )
+        let mut line = json!(page);
+        line["data"] = json!(String::from_utf8_lossy(page.bytes));
+        writeln!(out, "{line}")
     } else {
-        out.write_all(page).and_then(|_| {
-            if next as u64 == total {
+        out.write_all(page.bytes).and_then(|_| {
+            if page.next_offset.is_none() {
                 writeln!(out)
             } else {
                 Ok(())

@@ -447,12 +447,15 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
         openai(&url).expect("the client built once already")
     })?;
     let detach = crate::bench_detach::figures(n.min(10))?;
+    let mcp = crate::bench_mcp::figures(n.min(20))?;
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let figures = json!({
         "detach_launch_to_id_ms": detach.launch.as_secs_f64() * 1e3,
         "wait_latency_after_end_ms": detach.wait_latency_ms,
         "detached_rss_idle_kb": detach.rss_idle_kb,
         "detached_rss_16_agents_kb": detach.rss_16_agents_kb,
+        "mcp_workflow_run_to_launched_ms": mcp.run_call.as_secs_f64() * 1e3,
+        "mcp_server_rss_20_runs_kb": mcp.rss_20_runs_kb,
         "engine_load_ms": load.as_secs_f64() * 1e3,
         "trivial_run_warm_ms": trivial.as_secs_f64() * 1e3,
         "process_trivial_run_ms": process.as_secs_f64() * 1e3,
@@ -556,6 +559,14 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
         println!(
             "detached run resident memory            {:>9} kB idle, {} kB with 16 agents",
             detach.rss_idle_kb, detach.rss_16_agents_kb
+        );
+        println!(
+            "mcp workflow_run to async_launched      {:>9.2} ms   (target <= 150 ms, sim)",
+            mcp.run_call.as_secs_f64() * 1e3
+        );
+        println!(
+            "mcp server resident memory, 20 runs     {:>9} kB",
+            mcp.rss_20_runs_kb
         );
         println!(
             "(median of {n} runs; parallel/sequence: median of {}; openai: of {})",

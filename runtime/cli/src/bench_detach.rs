@@ -54,7 +54,7 @@ fn wait(dir: &Path, id: &str) -> Result<(), String> {
     }
 }
 
-fn rss_kb(pid: u32) -> u64 {
+pub fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {

@@ -3,9 +3,7 @@
 use clap::Args;
 use serde_json::json;
 
-use wasmflow::Script;
 use wasmflow::error::exit;
-use wasmflow::script::check::CheckOptions;
 use wasmflow::script::saved;
 
 #[derive(Args, Debug)]
@@ -23,48 +21,11 @@ pub fn list(args: ListArgs) -> i32 {
             return exit::USAGE;
         }
     };
-    let dirs = saved::search_dirs(&cwd, saved::home_dir().as_deref());
-    let mut seen = std::collections::HashSet::new();
-    let mut rows = Vec::new();
-    for (path, origin) in saved::all(&dirs) {
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let shadowed = !seen.insert(stem.clone());
-        let row = match Script::load(&path, CheckOptions::default()) {
-            Ok(script) => {
-                let meta = script.meta.as_ref();
-                json!({
-                    "name": script.name(),
-                    "description": meta.map(|m| m.description.clone()),
-                    "phases": meta.map(|m| m.phases.iter().map(|p| p.title.clone()).collect::<Vec<_>>()).unwrap_or_default(),
-                    "origin": origin.as_str(),
-                    "path": path.display().to_string(),
-                    "shadowed": shadowed,
-                })
-            }
-            Err(e) => json!({
-                "name": stem, "error": e.to_string(), "origin": origin.as_str(),
-                "path": path.display().to_string(), "shadowed": shadowed,
-            }),
-        };
-        rows.push(row);
-    }
-    // Bundled workflows come last: a saved one of the same name wins.
-    for b in wasmflow::script::bundled::BUNDLED {
-        let shadowed = !seen.insert(b.name.to_string());
-        let script = b.script(CheckOptions::default());
-        let meta = script.as_ref().ok().and_then(|s| s.meta.clone());
-        rows.push(json!({
-            "name": b.name,
-            "description": meta.as_ref().map(|m| m.description.clone()),
-            "phases": meta.map(|m| m.phases.iter().map(|p| p.title.clone()).collect::<Vec<_>>()).unwrap_or_default(),
-            "origin": "bundled",
-            "path": serde_json::Value::Null,
-            "shadowed": shadowed,
-        }));
-    }
+    let rows: Vec<serde_json::Value> =
+        wasmflow::script::catalog::entries(&cwd, saved::home_dir().as_deref())
+            .iter()
+            .map(|e| json!(e))
+            .collect();
     if args.json {
         println!("{}", serde_json::Value::Array(rows));
         return exit::OK;

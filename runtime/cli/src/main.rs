@@ -10,9 +10,11 @@ use wasmflow::error::exit;
 mod background;
 mod bench;
 mod bench_detach;
+mod bench_mcp;
 mod list;
 mod live;
 mod logging;
+mod mcp;
 mod module;
 mod plan;
 mod report;
@@ -86,6 +88,9 @@ enum Command {
     Save(save::SaveArgs),
     /// Measure the engine: instantiate, process start, agent round trips.
     Bench(bench::BenchArgs),
+    /// Serve MCP over stdio: any MCP client (Claude Code, Codex, Gemini
+    /// CLI, Cursor...) starts, watches and reads runs of this project.
+    Mcp(mcp::McpArgs),
 }
 
 /// Flags of `wasmflow run`.
@@ -332,5 +337,6 @@ fn cli_main() -> i32 {
         Command::List(args) => list::list(args),
         Command::Save(args) => save::save(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Mcp(args) => mcp::mcp(args),
     }
 }

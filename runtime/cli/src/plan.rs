@@ -42,27 +42,9 @@ fn try_plan(args: &RunArgs) -> Result<(), RunError> {
 
 /// Over the threshold: ask on a terminal, refuse elsewhere.
 pub fn confirm(estimate: &Estimate, file_config: &Config, script: &Script) -> Result<(), RunError> {
-    let max_agents = file_config.plan.confirm_agents.unwrap_or(50);
-    let max_usd = file_config.plan.confirm_usd.unwrap_or(5.0);
-    // The typical case: lists as long as real agents tend to make them.
-    let typical = &estimate.typical;
-    let over_agents = typical.agents > max_agents;
-    let over_usd = typical.usd.is_some_and(|u| u > max_usd);
-    if !over_agents && !over_usd {
+    let Some(summary) = estimate.over_thresholds(&file_config.plan, &script.name()) else {
         return Ok(());
-    }
-    let cost = match typical.usd {
-        Some(u) => format!("about ${u:.2}"),
-        None => "an unknown cost (unpriced models)".into(),
     };
-    let summary = format!(
-        "{} would start about {} agents ({}; {} input / {} output tokens as assumed), over the confirmation threshold of {max_agents} agents or ${max_usd:.2} ([plan] confirm_agents / confirm_usd)",
-        script.name(),
-        typical.agents,
-        cost,
-        typical.input_tokens,
-        typical.output_tokens
-    );
     if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
         eprint!("{}", describe(script, estimate, false));
         eprint!("{summary}.\nStart it? [y/N] ");

@@ -157,6 +157,25 @@ pub struct PlanSection {
     pub list_items: Option<u64>,
 }
 
+/// `[mcp]`: what a model driving `wasmflow mcp` may choose. Read from the
+/// user's config (and `wasmflow mcp` flags); a project file may only lower
+/// it. The server applies it; the library only parses it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpSection {
+    /// Backends a tool call may run on (default: the configured default
+    /// backend, else `sim`).
+    pub backends: Option<Vec<String>>,
+    /// Most agents one run may start (default 200).
+    pub max_agents: Option<u64>,
+    /// Most one run may cost, USD (default 5).
+    pub max_cost_usd: Option<f64>,
+    /// Runs whose models have no price may start (default false).
+    pub allow_unpriced: Option<bool>,
+    /// Most runs going at once in the project (default 8).
+    pub max_running_runs: Option<u64>,
+}
+
 /// One configuration file, or several merged.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -201,6 +220,9 @@ pub struct Config {
     #[serde(default)]
     /// `[plan]` settings.
     pub plan: PlanSection,
+    #[serde(default)]
+    /// `[mcp]` settings (never merged: see [`McpSection`]).
+    pub mcp: McpSection,
 }
 
 impl Config {
@@ -312,6 +334,8 @@ impl Config {
             confirm_usd: over.plan.confirm_usd.or(self.plan.confirm_usd),
             list_items: over.plan.list_items.or(self.plan.list_items),
         };
+        // `[mcp]` bounds what a model may do: the server reads each file's
+        // on its own, so a project file cannot raise the user's.
         self.claude = ClaudeSection {
             command: over.claude.command.or(self.claude.command),
             allowed_tools: if over.claude.allowed_tools.is_empty() {

@@ -30,6 +30,30 @@ const TOOL_OPTIONS: &[&str] = &[
     "bashCommandClamp",
 ];
 
+/// Every backend a run on `name` may send agents to: `name`, and those the
+/// `[models]` aliases the script names route to.
+pub fn backend_names(
+    name: &str,
+    config: &Config,
+    default_model: Option<&str>,
+    script: &Script,
+) -> Vec<String> {
+    let routing = Routing::new(
+        Arc::new(config.clone()),
+        default_model.map(String::from),
+        script,
+    );
+    let mut names = vec![name.to_string()];
+    for m in routing.planned(script) {
+        if let Some(b) = m.backend
+            && !names.contains(&b)
+        {
+            names.push(b);
+        }
+    }
+    names
+}
+
 /// The backend the run talks to: `name`'s, plus any that `[models]`
 /// aliases the script names route to.
 pub fn build(
@@ -57,19 +81,7 @@ pub fn build(
             "the openai backend needs a model for agents that name none: set default_model in wasmflow.toml or pass --model (e.g. --model llama3.1:8b)".into(),
         ));
     }
-    let routing = Routing::new(
-        Arc::new(config.clone()),
-        default_model.map(String::from),
-        script,
-    );
-    let mut names = vec![name.to_string()];
-    for m in routing.planned(script) {
-        if let Some(b) = m.backend
-            && !names.contains(&b)
-        {
-            names.push(b);
-        }
-    }
+    let names = backend_names(name, config, default_model, script);
     let mut backends: BTreeMap<String, Arc<dyn AgentBackend>> = BTreeMap::new();
     for n in &names {
         backends.insert(

@@ -378,6 +378,17 @@ impl Prepared {
         }
     }
 
+    /// Every backend the run's agents may go to: its own, and those the
+    /// `[models]` aliases it names route to.
+    pub fn backends_used(&self) -> Vec<String> {
+        crate::backend::build::backend_names(
+            &self.backend_name,
+            &self.config,
+            self.default_model.as_deref(),
+            &self.script,
+        )
+    }
+
     /// Whether a run of this spec should be agreed to first when its
     /// estimate is over the `[plan]` thresholds: real agents cost money,
     /// and a resume was agreed to already.

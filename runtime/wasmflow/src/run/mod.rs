@@ -6,6 +6,7 @@ pub mod events;
 pub mod journal;
 pub mod key;
 pub mod launch;
+pub mod page;
 pub mod plan;
 pub mod record;
 pub mod run_dir;

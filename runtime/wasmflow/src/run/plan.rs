@@ -97,6 +97,31 @@ pub struct Estimate {
     pub assumptions: Assumptions,
 }
 
+impl Estimate {
+    /// Why a run of this estimate should be agreed to first (its typical
+    /// case is over `[plan]` confirm_agents or confirm_usd), naming the
+    /// figures; `None` when it is within both.
+    pub fn over_thresholds(&self, plan: &crate::config::PlanSection, name: &str) -> Option<String> {
+        let max_agents = plan.confirm_agents.unwrap_or(50);
+        let max_usd = plan.confirm_usd.unwrap_or(5.0);
+        // The typical case: lists as long as real agents tend to make them.
+        let typical = &self.typical;
+        let over_agents = typical.agents > max_agents;
+        let over_usd = typical.usd.is_some_and(|u| u > max_usd);
+        if !over_agents && !over_usd {
+            return None;
+        }
+        let cost = match typical.usd {
+            Some(u) => format!("about ${u:.2}"),
+            None => "an unknown cost (unpriced models)".into(),
+        };
+        Some(format!(
+            "{name} would start about {} agents ({cost}; {} input / {} output tokens as assumed), over the confirmation threshold of {max_agents} agents or ${max_usd:.2} ([plan] confirm_agents / confirm_usd)",
+            typical.agents, typical.input_tokens, typical.output_tokens
+        ))
+    }
+}
+
 /// Key of agents without a model in `by_model`.
 pub const NO_MODEL: &str = "the default model";
 

@@ -127,6 +127,9 @@ pub struct RunState {
     phase_index: BTreeMap<String, usize>,
     #[serde(skip)]
     priced: bool,
+    /// The session of the last `run_started` event read.
+    #[serde(skip)]
+    events_session: Option<u64>,
 }
 
 impl RunState {
@@ -161,6 +164,7 @@ impl RunState {
             queued_by_id: BTreeMap::new(),
             phase_index: BTreeMap::new(),
             priced: true,
+            events_session: None,
         }
     }
 
@@ -217,6 +221,7 @@ impl RunState {
         let id = e["id"].as_u64().unwrap_or(0);
         match e["type"].as_str().unwrap_or("") {
             "run_started" => {
+                self.events_session = e["session"].as_u64();
                 // A new session hands cached agents back as events again:
                 // count that session's (log lines stay).
                 self.agents = Counts::default();
@@ -348,8 +353,15 @@ impl RunState {
                 }
             }
             "run_finished" => {
+                // The end of an earlier session says nothing about a
+                // session that has taken the run up and not yet written
+                // its `run_started`.
+                let this_session = self
+                    .events_session
+                    .is_none_or(|s| s == u64::from(self.sessions));
                 if let Some(status) = e["status"].as_str()
                     && self.status == "running"
+                    && this_session
                 {
                     // run.json follows a moment later: trust the event.
                     self.status = status.to_string();
@@ -478,6 +490,23 @@ impl EventFollower {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_earlier_sessions_end_does_not_end_a_resumed_run() {
+        let info = RunInfo {
+            sessions: 2,
+            ..RunInfo::default()
+        };
+        let mut s = RunState::from_info(&info, "running".into());
+        // Session 2 holds the lock but has not written its run_started.
+        s.apply(&json!({"type": "run_started", "session": 1}));
+        s.apply(&json!({"type": "run_finished", "status": "paused"}));
+        assert_eq!(s.status, "running");
+        assert!(!s.is_finished());
+        s.apply(&json!({"type": "run_started", "session": 2}));
+        s.apply(&json!({"type": "run_finished", "status": "ok"}));
+        assert_eq!(s.status, "ok");
+    }
 
     #[test]
     fn events_fold_into_counts_by_phase() {

@@ -6,6 +6,7 @@
 //! are the user's own.
 
 pub mod bundled;
+pub mod catalog;
 pub mod check;
 pub mod contradiction;
 pub mod options;

@@ -1,0 +1,108 @@
+//! `wasmflow mcp`: the MCP server over stdio (crate `wasmflow-mcp`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use wasmflow::error::exit;
+use wasmflow::run::spec::SimSpec;
+use wasmflow_mcp::policy::Flags;
+
+#[derive(Args, Debug)]
+pub struct McpArgs {
+    /// The project whose runs and saved workflows the server serves
+    /// (default: the working directory, or the client's first root when
+    /// that is `/` or your home).
+    #[arg(long, value_name = "DIR")]
+    pub project: Option<PathBuf>,
+    /// Backends a tool call may run on, comma-separated (overrides
+    /// `[mcp] backends`; default: the configured backend, else sim).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub backends: Option<Vec<String>>,
+    /// Most agents one run may start (overrides `[mcp] max_agents`;
+    /// default 200).
+    #[arg(long, value_name = "N")]
+    pub max_agents: Option<u64>,
+    /// Most one run may cost in USD (overrides `[mcp] max_cost_usd`;
+    /// default 5).
+    #[arg(long, value_name = "USD")]
+    pub max_cost_usd: Option<f64>,
+    /// Most runs going at once in the project (overrides
+    /// `[mcp] max_running_runs`; default 8).
+    #[arg(long, value_name = "N")]
+    pub max_running_runs: Option<u64>,
+    /// Let runs on models without a price start (their cost is not capped).
+    #[arg(long)]
+    pub allow_unpriced: bool,
+    /// sim backend: latency of each simulated agent (e.g. 2s).
+    #[arg(long, value_name = "DURATION", value_parser = wasmflow::limits::parse_duration)]
+    pub sim_latency: Option<Duration>,
+    /// sim backend: a rules file scripting simulated replies.
+    #[arg(long, value_name = "FILE")]
+    pub sim_rules: Option<PathBuf>,
+}
+
+pub fn mcp(args: McpArgs) -> i32 {
+    if let Some(b) = args
+        .backends
+        .iter()
+        .flatten()
+        .find(|b| !wasmflow::backend::router::BACKENDS.contains(&b.as_str()))
+    {
+        eprintln!(
+            "error: --backends: unknown backend `{b}` (available: {})",
+            wasmflow::backend::router::BACKENDS.join(", ")
+        );
+        return exit::USAGE;
+    }
+    let sim_rules = match &args.sim_rules {
+        Some(p) => match std::path::absolute(p) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("error: --sim-rules {}: {e}", p.display());
+                return exit::USAGE;
+            }
+        },
+        None => None,
+    };
+    let options = wasmflow_mcp::Options {
+        project: args.project,
+        home: wasmflow::script::saved::home_dir(),
+        flags: Flags {
+            backends: args.backends,
+            max_agents: args.max_agents,
+            max_cost_usd: args.max_cost_usd,
+            allow_unpriced: args.allow_unpriced,
+            max_running_runs: args.max_running_runs,
+        },
+        sim: SimSpec {
+            latency_ms: args.sim_latency.map_or(0, |d| d.as_millis() as u64),
+            rules: sim_rules,
+            trace: None,
+        },
+        spawn: Arc::new(|dir, env| crate::background::spawn(dir, env).map_err(|e| e.to_string())),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting tokio: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    let served = runtime.block_on(wasmflow_mcp::serve_stdio(options));
+    // Runs the server started go on in their own processes; nothing here
+    // waits for them.
+    runtime.shutdown_background();
+    match served {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::INTERNAL
+        }
+    }
+}
