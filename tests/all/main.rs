@@ -20,6 +20,7 @@ mod http_backends;
 mod limits;
 mod modules;
 mod operator;
+mod plugin_layout;
 mod progress;
 mod properties;
 mod rough_edges;

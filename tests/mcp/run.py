@@ -19,11 +19,15 @@ import time
 import traceback
 from contextlib import asynccontextmanager
 
+import httpx2
 from mcp import ClientSession, StdioServerParameters, types
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WASMFLOW = os.path.join(ROOT, "target", "debug", "wasmflow")
+INSPECTOR = os.environ.get("WASMFLOW_MCP_INSPECTOR", "")
+CASE_DIRS = []
 TOOLS = {
     "workflow_run", "workflow_status", "workflow_result", "workflow_stop", "workflow_skip",
     "workflow_retry", "workflow_agent", "workflow_list", "workflow_plan",
@@ -49,6 +53,7 @@ class Case:
 
     def __init__(self, name, user_config="", project_config=None):
         self.dir = tempfile.mkdtemp(prefix=f"wf-mcp-{name}-")
+        CASE_DIRS.append(self.dir)
         self.home = os.path.join(self.dir, "home")
         self.project = os.path.join(self.dir, "project")
         os.makedirs(os.path.join(self.home, ".config", "wasmflow"))
@@ -501,6 +506,87 @@ def case_tasks_extension():
         p.wait(timeout=10)
 
 
+class HttpServer:
+    """`wasmflow mcp --listen 127.0.0.1:0`: its URL and token from stderr."""
+
+    def __init__(self, c):
+        self.p = subprocess.Popen(
+            [WASMFLOW, "mcp", "--project", c.project, "--listen", "127.0.0.1:0"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=c.env, text=True,
+        )
+        self.url = self.token = None
+        while self.url is None or self.token is None:
+            line = self.p.stderr.readline()
+            assert line, "the server ended before saying where it listens"
+            if "serving MCP at " in line:
+                self.url = line.split("serving MCP at ")[1].strip()
+            if "wasmflow mcp: token " in line:
+                self.token = line.split("token ")[1].strip()
+        self.host = self.url.split("/")[2]
+
+    def close(self):
+        self.p.terminate()
+        self.p.wait(timeout=10)
+
+
+async def case_streamable_http_with_token():
+    c = Case("http")
+    server = HttpServer(c)
+    try:
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {server.token}"}) as http:
+            async with streamable_http_client(server.url, http_client=http) as (r, w):
+                async with ClientSession(r, w) as s:
+                    await s.initialize()
+                    assert {t.name for t in (await s.list_tools()).tools} == TOOLS
+                    b = await launched(s, {"script": FAN_OUT, "args": {"n": 3}})
+                    res = await result_of(s, b["runId"])
+                    assert res["result"] == 3 and res["backend"] == "sim", res
+                    contract = (await s.read_resource("wasmflow://contract")).contents[0].text
+                    assert "agent(" in contract
+        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
+        accept = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        async with httpx2.AsyncClient() as raw:
+            r = await raw.post(server.url, json=init, headers=accept)
+            assert r.status_code == 401 and "token" in r.text, (r.status_code, r.text)
+            r = await raw.post(server.url, json=init, headers={**accept, "Authorization": "Bearer wrong"})
+            assert r.status_code == 401, r.status_code
+            good = {**accept, "Authorization": f"Bearer {server.token}"}
+            r = await raw.post(server.url, json=init, headers={**good, "Host": "evil.example:80"})
+            assert r.status_code == 403 and "Host" in r.text, (r.status_code, r.text)
+            r = await raw.post(server.url, json=init, headers={**good, "Origin": "http://evil.example"})
+            assert r.status_code == 403 and "Origin" in r.text, (r.status_code, r.text)
+            r = await raw.post(server.url, json=init, headers={**good, "Origin": f"http://{server.host}"})
+            assert r.status_code == 200, (r.status_code, r.text)
+    finally:
+        server.close()
+    # Only loopback without the explicit flag.
+    p = subprocess.run([WASMFLOW, "mcp", "--listen", "0.0.0.0:0"], env=c.env, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and "--allow-remote" in p.stderr, (p.returncode, p.stderr)
+
+
+def case_inspector_cli_lists_tools():
+    """The MCP Inspector's CLI (npm, pinned by tests/mcp/run.sh), over stdio and HTTP."""
+    assert INSPECTOR, "WASMFLOW_MCP_INSPECTOR is not set (tests/mcp/run.sh sets it)"
+    c = Case("inspector")
+    out = subprocess.run(
+        [INSPECTOR, "--cli", WASMFLOW, "mcp", "--project", c.project, "--method", "tools/list"],
+        env={**c.env, "PATH": os.environ["PATH"]}, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    listed = json.loads(out.stdout[out.stdout.index("{"):])
+    assert {t["name"] for t in listed["tools"]} == TOOLS, listed
+    server = HttpServer(c)
+    try:
+        out = subprocess.run(
+            [INSPECTOR, "--cli", server.url, "--transport", "http", "--header", f"Authorization: Bearer {server.token}", "--method", "tools/list"],
+            env={**c.env, "PATH": os.environ["PATH"]}, capture_output=True, text=True, timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        assert {t["name"] for t in json.loads(out.stdout[out.stdout.index("{"):])["tools"]} == TOOLS
+    finally:
+        server.close()
+
+
 def case_stdout_is_only_json_rpc():
     """Raw pipes: every line the server writes is a JSON-RPC message."""
     c = Case("stdout")
@@ -556,6 +642,9 @@ def main():
             print(f"FAIL  {case.__name__}: {e!r}", flush=True)
             traceback.print_exception(e)
     print(f"mcp: {len(chosen) - len(failed)} of {len(chosen)} cases passed")
+    if not failed:
+        for d in CASE_DIRS:
+            shutil.rmtree(d, ignore_errors=True)
     sys.exit(1 if failed else 0)
 
 

@@ -42,6 +42,19 @@ pub struct McpArgs {
     /// sim backend: a rules file scripting simulated replies.
     #[arg(long, value_name = "FILE")]
     pub sim_rules: Option<PathBuf>,
+    /// Serve streamable HTTP at http://ADDR:PORT/mcp instead of stdio,
+    /// behind a bearer token printed at start (or $WASMFLOW_MCP_TOKEN).
+    /// Port 0 picks a free one.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Let --listen take an address other than loopback (anyone who can
+    /// reach it and has the token drives your runs).
+    #[arg(long, requires = "listen")]
+    pub allow_remote: bool,
+    /// With --listen: a further name clients reach the server by (checked
+    /// against the Host header), e.g. myhost.lan:7777.
+    #[arg(long, value_name = "HOST:PORT", requires = "listen")]
+    pub public_host: Option<String>,
 }
 
 pub fn mcp(args: McpArgs) -> i32 {
@@ -94,7 +107,45 @@ pub fn mcp(args: McpArgs) -> i32 {
             return exit::INTERNAL;
         }
     };
-    let served = runtime.block_on(wasmflow_mcp::serve_stdio(options));
+    let served = match args.listen {
+        None => runtime.block_on(wasmflow_mcp::serve_stdio(options)),
+        Some(listen) => {
+            if !listen.ip().is_loopback() && !args.allow_remote {
+                eprintln!(
+                    "error: --listen {listen} is not a loopback address: anyone who reaches it with the token drives your runs; pass --allow-remote to mean it, or listen on 127.0.0.1"
+                );
+                return exit::USAGE;
+            }
+            if !listen.ip().is_loopback() {
+                eprintln!(
+                    "wasmflow mcp: warning: listening on {listen}, beyond this machine; the token is all that guards it (plain HTTP: use it on networks you trust, or behind TLS)"
+                );
+            }
+            let token = match std::env::var("WASMFLOW_MCP_TOKEN") {
+                Ok(t) if t.len() >= 16 => t,
+                Ok(_) => {
+                    eprintln!("error: WASMFLOW_MCP_TOKEN must be at least 16 characters");
+                    return exit::USAGE;
+                }
+                Err(_) => match wasmflow_serve::guard::new_token() {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("error: making a token: {e}");
+                        return exit::INTERNAL;
+                    }
+                },
+            };
+            runtime.block_on(async {
+                let bound = wasmflow_mcp::http::bind(listen, token, args.public_host.as_deref()).await?;
+                eprintln!(
+                    "wasmflow mcp: serving MCP at http://{}/mcp\nwasmflow mcp: token {}\nwasmflow mcp: clients send `Authorization: Bearer <token>`",
+                    bound.addr,
+                    bound.guard.token()
+                );
+                wasmflow_mcp::http::serve(bound, options).await
+            })
+        }
+    };
     // Runs the server started go on in their own processes; nothing here
     // waits for them.
     runtime.shutdown_background();

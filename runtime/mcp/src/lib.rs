@@ -15,6 +15,8 @@
 // message and the project from the client's root rely on them.
 #![allow(deprecated)]
 
+#[cfg(feature = "http")]
+pub mod http;
 pub mod policy;
 pub mod project;
 mod prompts;

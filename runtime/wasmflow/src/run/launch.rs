@@ -312,6 +312,25 @@ pub fn stored_spec(
     }
 }
 
+/// The spec that continues run `id` under today's configuration: the
+/// script and args the run stored (its seal checked) and its journal;
+/// backend settings, caps and limits are left to the configuration, never
+/// taken from `run.json`. What a dashboard or an MCP client may ask for.
+pub fn continue_spec(env: &Env, id: &str) -> Result<RunSpec, InputError> {
+    let dir = RunDir::open(&env.runs_root, id).map_err(InputError::Invalid)?;
+    let info = dir.read_info().map_err(InputError::Invalid)?;
+    let stored = stored_spec(&dir, &info, env.home.as_deref())?.ok_or_else(|| {
+        InputError::Invalid(format!(
+            "run {id} was started by an older wasmflow: resume it with `wasmflow resume {id}`"
+        ))
+    })?;
+    let mut spec = RunSpec::new(stored.target);
+    spec.args = stored.args;
+    spec.journal.resume = Some(id.to_string());
+    spec.progress.quiet = true;
+    Ok(spec)
+}
+
 /// The spec's model, else the config's `default_model`; for the Claude
 /// backends never silently the most expensive model: the middle one, said.
 fn default_model(

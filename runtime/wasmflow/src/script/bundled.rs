@@ -20,11 +20,11 @@ pub struct Bundled {
 pub const BUNDLED: &[Bundled] = &[
     Bundled {
         name: "deep-research",
-        source: include_str!("../../../../examples/deep-research.js"),
+        source: include_str!("../../../../integrations/claude-code/workflows/deep-research.js"),
     },
     Bundled {
         name: "review",
-        source: include_str!("../../../../examples/review.js"),
+        source: include_str!("../../../../integrations/claude-code/workflows/review.js"),
     },
 ];
 
