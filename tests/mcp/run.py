@@ -7,22 +7,22 @@ project with a fresh HOME holding the user's config, talks to it through
     tests/mcp/run.sh [-k SUBSTRING] [--wasmflow PATH]
 """
 
-import argparse
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from contextlib import asynccontextmanager
 
 import httpx2
 from mcp import ClientSession, StdioServerParameters, types
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import cases  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WASMFLOW = os.path.join(ROOT, "target", "debug", "wasmflow")
@@ -614,39 +614,5 @@ def case_stdout_is_only_json_rpc():
     assert all(m.get("jsonrpc") == "2.0" for m in lines), lines
 
 
-CASES = [v for k, v in sorted(globals().items()) if k.startswith("case_")]
-
-
-def main():
-    global WASMFLOW
-    ap = argparse.ArgumentParser()
-    ap.add_argument("-k", default="")
-    ap.add_argument("--wasmflow", default=WASMFLOW)
-    opts = ap.parse_args()
-    WASMFLOW = os.path.abspath(opts.wasmflow)
-    failed = []
-    chosen = [c for c in CASES if opts.k in c.__name__]
-    for case in chosen:
-        start = time.monotonic()
-        try:
-            if asyncio.iscoroutinefunction(case):
-                asyncio.run(asyncio.wait_for(case(), timeout=400))
-            else:
-                case()
-            print(f"ok    {case.__name__} ({time.monotonic() - start:.1f}s)", flush=True)
-        except BaseException as e:  # noqa: BLE001 - report every case
-            # The SDK wraps a case's own failure in task-group exceptions.
-            while isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:
-                e = e.exceptions[0]
-            failed.append(case.__name__)
-            print(f"FAIL  {case.__name__}: {e!r}", flush=True)
-            traceback.print_exception(e)
-    print(f"mcp: {len(chosen) - len(failed)} of {len(chosen)} cases passed")
-    if not failed:
-        for d in CASE_DIRS:
-            shutil.rmtree(d, ignore_errors=True)
-    sys.exit(1 if failed else 0)
-
-
 if __name__ == "__main__":
-    main()
+    cases.main(globals(), CASE_DIRS, "mcp")

@@ -159,6 +159,23 @@ pub fn spawn(dir: &RunDir, env: &Env) -> Result<std::process::Child, RunError> {
     Ok(child)
 }
 
+/// [`spawn`] as the servers (`mcp`, `serve`) take it.
+pub fn spawner() -> wasmflow_serve::Spawn {
+    std::sync::Arc::new(|dir, env| spawn(dir, env).map_err(|e| e.to_string()))
+}
+
+/// The runtime a server command runs on; an error is reported and its
+/// exit code returned.
+pub fn server_runtime() -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: starting tokio: {e}");
+            exit::INTERNAL
+        })
+}
+
 /// The detached run's own process: the spec its launcher sealed into
 /// run.json, run as a resume of that id.
 pub fn run_detached(args: RunDetachedArgs) -> i32 {

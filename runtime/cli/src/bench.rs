@@ -448,6 +448,7 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
     })?;
     let detach = crate::bench_detach::figures(n.min(10))?;
     let mcp = crate::bench_mcp::figures(n.min(20))?;
+    let dash = crate::bench_serve::figures(n.min(20))?;
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let figures = json!({
         "detach_launch_to_id_ms": detach.launch.as_secs_f64() * 1e3,
@@ -456,6 +457,11 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
         "detached_rss_16_agents_kb": detach.rss_16_agents_kb,
         "mcp_workflow_run_to_launched_ms": mcp.run_call.as_secs_f64() * 1e3,
         "mcp_server_rss_20_runs_kb": mcp.rss_20_runs_kb,
+        "serve_run_1000_agents_ms": dash.run_ms,
+        "serve_run_1000_agents_bytes": dash.run_bytes,
+        "serve_agents_1000_ms": dash.agents_ms,
+        "serve_agents_1000_bytes": dash.agents_bytes,
+        "serve_rss_20_runs_kb": dash.rss_20_runs_kb,
         "engine_load_ms": load.as_secs_f64() * 1e3,
         "trivial_run_warm_ms": trivial.as_secs_f64() * 1e3,
         "process_trivial_run_ms": process.as_secs_f64() * 1e3,
@@ -567,6 +573,18 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
         println!(
             "mcp server resident memory, 20 runs     {:>9} kB",
             mcp.rss_20_runs_kb
+        );
+        println!(
+            "serve: a 1,000-agent run's state        {:>9.2} ms, {} bytes",
+            dash.run_ms, dash.run_bytes
+        );
+        println!(
+            "serve: its agents table                 {:>9.2} ms, {} bytes",
+            dash.agents_ms, dash.agents_bytes
+        );
+        println!(
+            "serve resident memory, 20 runs listed   {:>9} kB",
+            dash.rss_20_runs_kb
         );
         println!(
             "(median of {n} runs; parallel/sequence: median of {}; openai: of {})",

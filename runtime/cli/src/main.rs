@@ -11,6 +11,7 @@ mod background;
 mod bench;
 mod bench_detach;
 mod bench_mcp;
+mod bench_serve;
 mod list;
 mod live;
 mod logging;
@@ -21,6 +22,7 @@ mod report;
 mod run;
 mod runs;
 mod save;
+mod serve;
 mod spec;
 mod steer;
 
@@ -91,6 +93,9 @@ enum Command {
     /// Serve MCP over stdio: any MCP client (Claude Code, Codex, Gemini
     /// CLI, Cursor...) starts, watches and reads runs of this project.
     Mcp(mcp::McpArgs),
+    /// A local web app over the project's runs: live runs, agents, results,
+    /// stop, resume, skip, retry.
+    Serve(serve::ServeArgs),
 }
 
 /// Flags of `wasmflow run`.
@@ -338,5 +343,6 @@ fn cli_main() -> i32 {
         Command::Save(args) => save::save(args),
         Command::Bench(args) => bench::bench(args),
         Command::Mcp(args) => mcp::mcp(args),
+        Command::Serve(args) => serve::serve(args),
     }
 }

@@ -1,7 +1,6 @@
 //! `wasmflow mcp`: the MCP server over stdio (crate `wasmflow-mcp`).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -95,17 +94,11 @@ pub fn mcp(args: McpArgs) -> i32 {
             rules: sim_rules,
             trace: None,
         },
-        spawn: Arc::new(|dir, env| crate::background::spawn(dir, env).map_err(|e| e.to_string())),
+        spawn: crate::background::spawner(),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::background::server_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: starting tokio: {e}");
-            return exit::INTERNAL;
-        }
+        Err(code) => return code,
     };
     let served = match args.listen {
         None => runtime.block_on(wasmflow_mcp::serve_stdio(options)),

@@ -162,7 +162,8 @@ fn same(a: &str, b: &str) -> bool {
 
 /// The middleware: `axum::middleware::from_fn_with_state(guard, check)`.
 pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
-    let post = request.method() != axum::http::Method::GET && request.method() != axum::http::Method::HEAD;
+    let post =
+        request.method() != axum::http::Method::GET && request.method() != axum::http::Method::HEAD;
     if let Some((status, message)) = guard.refuse(request.headers(), request.uri().query(), post) {
         return (status, message).into_response();
     }
@@ -185,7 +186,12 @@ mod tests {
     }
 
     /// The status a request with `pairs` gets (`None`: it passes).
-    fn status(g: &Guard, pairs: &[(&str, &str)], query: Option<&str>, post: bool) -> Option<StatusCode> {
+    fn status(
+        g: &Guard,
+        pairs: &[(&str, &str)],
+        query: Option<&str>,
+        post: bool,
+    ) -> Option<StatusCode> {
         g.refuse(&headers(pairs), query, post).map(|(s, _)| s)
     }
 
@@ -196,22 +202,43 @@ mod tests {
         assert_eq!(status(&g, &[host, bearer], None, false), None);
         assert_eq!(status(&g, &[host, bearer], None, true), None);
         let cookie = ("cookie", "a=b; wasmflow_token_4000=t0k");
-        assert_eq!(status(&g, &[("host", "localhost:4000"), cookie], None, false), None);
+        assert_eq!(
+            status(&g, &[("host", "localhost:4000"), cookie], None, false),
+            None
+        );
         assert_eq!(status(&g, &[host], Some("x=1&token=t0k"), false), None);
         // Another port's cookie is not this server's.
         let other = ("cookie", "wasmflow_token_4001=t0k");
-        assert_eq!(status(&g, &[host, other], None, false), Some(StatusCode::UNAUTHORIZED));
+        assert_eq!(
+            status(&g, &[host, other], None, false),
+            Some(StatusCode::UNAUTHORIZED)
+        );
         // A cookie alone changes nothing without an Origin (CSRF).
-        assert_eq!(status(&g, &[host, cookie], None, true), Some(StatusCode::FORBIDDEN));
+        assert_eq!(
+            status(&g, &[host, cookie], None, true),
+            Some(StatusCode::FORBIDDEN)
+        );
         let own = ("origin", "http://localhost:4000");
         assert_eq!(status(&g, &[host, own, cookie], None, true), None);
         let foreign = ("origin", "http://evil.example");
-        assert_eq!(status(&g, &[host, foreign, bearer], None, true), Some(StatusCode::FORBIDDEN));
+        assert_eq!(
+            status(&g, &[host, foreign, bearer], None, true),
+            Some(StatusCode::FORBIDDEN)
+        );
         let rebinding = ("host", "evil.example:4000");
-        assert_eq!(status(&g, &[rebinding, bearer], None, false), Some(StatusCode::FORBIDDEN));
+        assert_eq!(
+            status(&g, &[rebinding, bearer], None, false),
+            Some(StatusCode::FORBIDDEN)
+        );
         let wrong = ("authorization", "Bearer nope");
-        assert_eq!(status(&g, &[host, wrong], None, false), Some(StatusCode::UNAUTHORIZED));
-        assert_eq!(status(&g, &[host], None, false), Some(StatusCode::UNAUTHORIZED));
+        assert_eq!(
+            status(&g, &[host, wrong], None, false),
+            Some(StatusCode::UNAUTHORIZED)
+        );
+        assert_eq!(
+            status(&g, &[host], None, false),
+            Some(StatusCode::UNAUTHORIZED)
+        );
         assert_eq!(new_token().unwrap().len(), 64);
     }
 }
