@@ -2,10 +2,10 @@
 //! PATH (tests/fixtures/fake-claude), which records what it was given.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
+use crate::fake_cli::{argv, calls, git};
 use crate::support::{Output, run_env, temp_dir};
 
 /// A directory with `bin/claude` and the script; returns it.
@@ -37,24 +37,6 @@ fn claude(dir: &Path, args: &[&str]) -> Output {
     )
 }
 
-/// What the fake recorded, one entry per run.
-fn calls(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("claude.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn argv(call: &Value) -> Vec<String> {
-    call["argv"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn agents_run_with_the_documented_flags() {
     let dir = setup(
@@ -70,7 +52,7 @@ fn agents_run_with_the_documented_flags() {
         v["tokens"],
         json!({"input": 11, "output": 7, "cache_read": 300, "cache_write": 20})
     );
-    let calls = calls(&dir);
+    let calls = calls(&dir, "claude.log");
     assert_eq!(calls.len(), 1);
     assert_eq!(
         argv(&calls[0]),
@@ -113,7 +95,7 @@ fn a_schema_retry_continues_the_session() {
     let out = claude(&dir, &["--quiet"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.json(), json!({"n": 3}));
-    let calls = calls(&dir);
+    let calls = calls(&dir, "claude.log");
     assert_eq!(calls.len(), 2);
     let first = argv(&calls[0]);
     assert!(!first.contains(&"--resume".to_string()));
@@ -138,21 +120,6 @@ fn a_schema_retry_continues_the_session() {
     );
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn worktrees_are_removed_when_unchanged_and_kept_when_changed() {
     let dir = setup(
@@ -169,7 +136,7 @@ fn worktrees_are_removed_when_unchanged_and_kept_when_changed() {
     let v = out.json();
     assert_eq!(v["result"], json!(["edited", "claude says: just look"]));
     // Each agent ran in its own worktree.
-    let calls = calls(&dir);
+    let calls = calls(&dir, "claude.log");
     assert_eq!(calls.len(), 2);
     for c in &calls {
         assert!(
@@ -258,7 +225,7 @@ fn an_unknown_model_is_refused_before_any_agent() {
         "{}",
         out.stderr
     );
-    assert!(calls(&dir).is_empty());
+    assert!(calls(&dir, "claude.log").is_empty());
     // And a missing executable says what to do.
     let out = run_env(
         &dir,

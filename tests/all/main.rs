@@ -1,5 +1,6 @@
 //! The integration suite: one binary, so the runtime links once.
 
+mod fake_cli;
 mod fake_http;
 mod gateways;
 mod support;
@@ -9,6 +10,7 @@ mod bad_input;
 mod bounds;
 mod claude_backend;
 mod cli_input;
+mod codex_backend;
 mod concurrency;
 mod conformance;
 mod contract_doc;

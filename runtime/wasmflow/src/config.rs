@@ -157,6 +157,19 @@ pub struct PlanSection {
     pub list_items: Option<u64>,
 }
 
+/// `[codex]`: the Codex CLI backend.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodexSection {
+    /// The executable (default `codex`).
+    pub command: Option<String>,
+    /// `--sandbox` for every agent: `workspace-write` (default) or
+    /// `read-only`; never a bypass.
+    pub sandbox: Option<String>,
+    /// Run outside a git work tree (`--skip-git-repo-check`).
+    pub skip_git_repo_check: Option<bool>,
+}
+
 /// `[mcp]`: what a model driving `wasmflow mcp` may choose. Read from the
 /// user's config (and `wasmflow mcp` flags); a project file may only lower
 /// it. The server applies it; the library only parses it.
@@ -220,6 +233,9 @@ pub struct Config {
     #[serde(default)]
     /// `[plan]` settings.
     pub plan: PlanSection,
+    #[serde(default)]
+    /// `[codex]` settings.
+    pub codex: CodexSection,
     #[serde(default)]
     /// `[mcp]` settings (never merged: see [`McpSection`]).
     pub mcp: McpSection,
@@ -294,6 +310,14 @@ impl Config {
                 crate::backend::router::BACKENDS.join(", ")
             )));
         }
+        if let Some(mode) = &config.codex.sandbox
+            && !crate::backend::codex::SANDBOXES.contains(&mode.as_str())
+        {
+            return Err(bad(format!(
+                "codex.sandbox: `{mode}` is not a mode workflow agents may get (use {}; a bypass is never passed)",
+                crate::backend::codex::SANDBOXES.join(" or ")
+            )));
+        }
         if config.concurrency == Some(0) || config.max_agents == Some(0) {
             return Err(bad("concurrency and max_agents must be at least 1".into()));
         }
@@ -333,6 +357,14 @@ impl Config {
             confirm_agents: over.plan.confirm_agents.or(self.plan.confirm_agents),
             confirm_usd: over.plan.confirm_usd.or(self.plan.confirm_usd),
             list_items: over.plan.list_items.or(self.plan.list_items),
+        };
+        self.codex = CodexSection {
+            command: over.codex.command.or(self.codex.command),
+            sandbox: over.codex.sandbox.or(self.codex.sandbox),
+            skip_git_repo_check: over
+                .codex
+                .skip_git_repo_check
+                .or(self.codex.skip_git_repo_check),
         };
         // `[mcp]` bounds what a model may do: the server reads each file's
         // on its own, so a project file cannot raise the user's.

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use crate::backend::AgentBackend;
 use crate::backend::anthropic::{AnthropicBackend, AnthropicSettings};
-use crate::backend::claude::{ClaudeBackend, ClaudeSettings};
+use crate::backend::claude::ClaudeSettings;
+use crate::backend::cli_agent::{CliAgentBackend, CliSettings};
+use crate::backend::codex::Codex;
 use crate::backend::exec::ExecBackend;
 use crate::backend::http::HttpOptions;
 use crate::backend::openai::{OpenAiBackend, OpenAiSettings};
@@ -108,6 +110,20 @@ pub fn build(
             notices.note(format!("wasmflow: note: {text}"));
         }
     }
+    // Options a coding-agent CLI cannot honour: said once per run.
+    if names.iter().any(|n| n == "codex") {
+        let ignored: Vec<&str> = crate::backend::codex::UNSUPPORTED_OPTIONS
+            .iter()
+            .copied()
+            .filter(|o| script.source.contains(o))
+            .collect();
+        if !ignored.is_empty() {
+            notices.warning(format!(
+                "warning: the codex backend has no equivalent of opts.{}: its agents run without it",
+                ignored.join(", opts.")
+            ));
+        }
+    }
     if names.len() == 1 {
         return Ok(backends.remove(name).expect("inserted above"));
     }
@@ -163,7 +179,7 @@ fn one(
             let cwd = std::env::current_dir().map_err(|e| {
                 InputError::Invalid(format!("cannot read the working directory: {e}"))
             })?;
-            Arc::new(ClaudeBackend::new(ClaudeSettings {
+            Arc::new(crate::backend::claude::backend(ClaudeSettings {
                 command: config
                     .claude
                     .command
@@ -175,6 +191,28 @@ fn one(
                 stall: stall.unwrap_or(Duration::from_secs(600)),
                 cwd,
             }))
+        }
+        "codex" => {
+            let cwd = std::env::current_dir().map_err(|e| {
+                InputError::Invalid(format!("cannot read the working directory: {e}"))
+            })?;
+            let c = &config.codex;
+            Arc::new(CliAgentBackend::new(
+                Codex {
+                    command: c.command.clone().unwrap_or_else(|| "codex".into()),
+                    sandbox: c
+                        .sandbox
+                        .clone()
+                        .unwrap_or_else(|| "workspace-write".into()),
+                    skip_git_repo_check: c.skip_git_repo_check.unwrap_or(false),
+                    cwd: cwd.clone(),
+                },
+                CliSettings {
+                    timeout: agent_timeout,
+                    stall: stall.unwrap_or(Duration::from_secs(600)),
+                    cwd,
+                },
+            ))
         }
         "anthropic" => Arc::new(
             AnthropicSettings::from_env(&config.anthropic, http)

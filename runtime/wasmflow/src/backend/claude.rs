@@ -17,24 +17,16 @@
 //! under `.wasmflow/worktrees/`; after the agent's last try it is removed
 //! when nothing changed, kept and reported when something did.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
+use super::cli_agent::{self, CliAgentBackend, CliSettings, CliTool, StreamParser, classify};
 use super::{
-    AgentBackend, AgentFailure, AgentOutput, AgentReply, AgentRequest, AgentResult, BoxFuture,
-    FailureKind, PlannedModel, Usage,
+    AgentFailure, AgentOutput, AgentReply, AgentRequest, BoxFuture, FailureKind, PlannedModel,
+    Usage,
 };
-
-/// Most stdout read from one process.
-const MAX_STDOUT: u64 = 64 << 20;
-/// Stderr quoted in a failure.
-const STDERR_TAIL: usize = 2000;
 
 /// How the CLI runs.
 #[derive(Debug, Clone)]
@@ -53,36 +45,22 @@ pub struct ClaudeSettings {
     pub cwd: PathBuf,
 }
 
-/// What an agent keeps between its tries.
-#[derive(Debug, Default)]
-struct AgentState {
-    session: Option<String>,
-    worktree: Option<Worktree>,
-}
-
-#[derive(Debug, Clone)]
-struct Worktree {
-    repo: PathBuf,
-    path: PathBuf,
-    /// Where the agent runs: the same subdirectory as `cwd` in the repo.
-    workdir: PathBuf,
-    base: String,
+/// The Claude Code CLI as a [`CliTool`].
+pub struct Claude {
+    settings: ClaudeSettings,
 }
 
 /// Agents through the Claude Code CLI in print mode.
-pub struct ClaudeBackend {
-    settings: Arc<ClaudeSettings>,
-    state: Arc<Mutex<HashMap<u64, AgentState>>>,
-}
+pub type ClaudeBackend = CliAgentBackend<Claude>;
 
-impl ClaudeBackend {
-    /// A backend running `settings.command`.
-    pub fn new(settings: ClaudeSettings) -> ClaudeBackend {
-        ClaudeBackend {
-            settings: Arc::new(settings),
-            state: Arc::new(Mutex::new(HashMap::new())),
-        }
-    }
+/// The backend for `settings`.
+pub fn backend(settings: ClaudeSettings) -> ClaudeBackend {
+    let run = CliSettings {
+        timeout: settings.timeout,
+        stall: settings.stall,
+        cwd: settings.cwd.clone(),
+    };
+    CliAgentBackend::new(Claude { settings }, run)
 }
 
 /// The CLI's arguments for one try (the prompt goes on stdin).
@@ -145,48 +123,6 @@ pub fn arguments(
     args
 }
 
-/// The prompt for one try: a continued session only needs the schema
-/// errors; a fresh one needs everything.
-pub fn stdin_prompt(request: &AgentRequest, resuming: bool) -> String {
-    if resuming && !request.feedback.is_empty() {
-        return crate::script::schema::feedback_prompt(&request.feedback);
-    }
-    let mut prompt = request.prompt_with_feedback();
-    if let Some(schema) = &request.schema {
-        prompt.push_str(&crate::script::schema::schema_instruction(&schema.value));
-    }
-    prompt
-}
-
-/// Quota and auth failures, from the CLI's words (it reports both as an
-/// error result or on stderr, with no code of their own).
-fn classify(text: &str) -> FailureKind {
-    let t = text.to_ascii_lowercase();
-    let any = |words: &[&str]| words.iter().any(|w| t.contains(w));
-    if any(&[
-        "rate limit",
-        "rate_limit",
-        "usage limit",
-        "quota",
-        "credit balance",
-        "429",
-    ]) {
-        FailureKind::Quota
-    } else if any(&[
-        "invalid api key",
-        "authentication",
-        "/login",
-        "not logged in",
-        "401",
-        "unauthorized",
-        "oauth",
-    ]) {
-        FailureKind::Auth
-    } else {
-        FailureKind::Other
-    }
-}
-
 /// Reads the `result` message of a stream (the last one wins).
 #[derive(Debug, Default)]
 pub struct StreamState {
@@ -198,17 +134,10 @@ pub struct StreamState {
     pub stray: Vec<String>,
 }
 
-impl StreamState {
+impl StreamParser for StreamState {
     /// Reads one stream-json line.
-    pub fn line(&mut self, line: &str) {
-        let line = line.trim();
-        if line.is_empty() {
-            return;
-        }
-        let Ok(v) = serde_json::from_str::<Value>(line) else {
-            if self.stray.len() < 5 {
-                self.stray.push(line.chars().take(300).collect());
-            }
+    fn line(&mut self, line: &str) {
+        let Some(v) = cli_agent::json_line(line, &mut self.stray) else {
             return;
         };
         if let Some(s) = v["session_id"].as_str() {
@@ -219,8 +148,16 @@ impl StreamState {
         }
     }
 
+    fn session(&self) -> Option<String> {
+        self.session.clone()
+    }
+
+    fn has_result(&self) -> bool {
+        self.result.is_some()
+    }
+
     /// The agent's answer, or why there is none.
-    pub fn outcome(&self) -> Result<AgentReply, AgentFailure> {
+    fn outcome(&self) -> Result<AgentReply, AgentFailure> {
         let Some(r) = &self.result else {
             let mut reason =
                 "malformed reply: the claude CLI ended without a `result` message".to_string();
@@ -270,260 +207,32 @@ impl StreamState {
     }
 }
 
-fn tail(bytes: &[u8]) -> String {
-    super::stderr_tail(bytes, STDERR_TAIL)
-}
-
-fn failure(reason: String) -> AgentFailure {
-    AgentFailure {
-        kind: classify(&reason),
-        reason,
-        usage: Usage::default(),
-    }
-}
-
-async fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
-    let out = tokio::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("cannot run git: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "git {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-async fn add_worktree(cwd: &Path, id: u64) -> Result<Worktree, String> {
-    let repo = git(cwd, &["rev-parse", "--show-toplevel"])
-        .await
-        .map_err(|_| {
-            format!(
-                "isolation: 'worktree' needs a git repository, and {} is not inside one",
-                cwd.display()
-            )
-        })?;
-    let repo = PathBuf::from(repo);
-    let prefix = git(cwd, &["rev-parse", "--show-prefix"]).await?;
-    let base = git(&repo, &["rev-parse", "HEAD"])
-        .await
-        .map_err(|e| format!("isolation: 'worktree' needs a commit to start from: {e}"))?;
-    let root = repo.join(".wasmflow/worktrees");
-    std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
-    // Keeps the worktrees out of the repository's own status.
-    let ignore = root.join(".gitignore");
-    if !ignore.exists() {
-        let _ = std::fs::write(&ignore, "*\n");
-    }
-    let path = root.join(format!("agent-{}-{id}", std::process::id()));
-    let path_text = path.to_string_lossy().into_owned();
-    git(&repo, &["worktree", "add", "--detach", &path_text, &base]).await?;
-    Ok(Worktree {
-        workdir: path.join(prefix),
-        repo,
-        path,
-        base,
-    })
-}
-
-/// Removes an unchanged worktree; describes a changed one.
-async fn release_worktree(w: Worktree) -> Option<String> {
-    let status = git(&w.path, &["status", "--porcelain"]).await;
-    let head = git(&w.path, &["rev-parse", "HEAD"]).await;
-    match (status, head) {
-        (Ok(status), Ok(head)) if status.is_empty() && head == w.base => {
-            let path = w.path.to_string_lossy().into_owned();
-            match git(&w.repo, &["worktree", "remove", "--force", &path]).await {
-                Ok(_) => None,
-                Err(e) => Some(format!(
-                    "worktree {} is unchanged but could not be removed: {e}",
-                    w.path.display()
-                )),
-            }
-        }
-        (Ok(status), Ok(head)) => {
-            let changed = status.lines().count();
-            let commits = if head == w.base {
-                String::new()
-            } else {
-                format!(", new commits up to {}", &head[..head.len().min(12)])
-            };
-            Some(format!(
-                "worktree kept with changes: {} ({changed} changed path{}{commits}; based on {})",
-                w.path.display(),
-                if changed == 1 { "" } else { "s" },
-                &w.base[..w.base.len().min(12)]
-            ))
-        }
-        (Err(e), _) | (_, Err(e)) => Some(format!(
-            "worktree kept: {} (could not tell whether it changed: {e})",
-            w.path.display()
-        )),
-    }
-}
-
-async fn run_try(
-    settings: Arc<ClaudeSettings>,
-    state: Arc<Mutex<HashMap<u64, AgentState>>>,
-    request: AgentRequest,
-) -> AgentResult {
-    let id = request.id;
-    let (session, worktree) = {
-        let map = state
-            .lock()
-            .map_err(|_| failure("internal: state lock".into()))?;
-        let s = map.get(&id);
-        (
-            s.and_then(|s| s.session.clone()),
-            s.and_then(|s| s.worktree.clone()),
-        )
-    };
-    let worktree = match worktree {
-        Some(w) => Some(w),
-        None if request.option_str("isolation") == Some("worktree") => {
-            let w = add_worktree(&settings.cwd, id).await.map_err(failure)?;
-            if let Ok(mut map) = state.lock() {
-                map.entry(id).or_default().worktree = Some(w.clone());
-            }
-            Some(w)
-        }
-        None => None,
-    };
-    let resume = session.filter(|_| !request.feedback.is_empty());
-    let args = arguments(&settings, &request, resume.as_deref());
-    let input = stdin_prompt(&request, resume.is_some());
-    let cwd = worktree
-        .as_ref()
-        .map(|w| w.workdir.clone())
-        .unwrap_or_else(|| settings.cwd.clone());
-    let mut child = tokio::process::Command::new(&settings.command)
-        .args(&args)
-        .current_dir(&cwd)
-        .env("WASMFLOW_AGENT_ID", id.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| {
-            failure(format!(
-                "cannot start the claude CLI (`{}`): {e}; install Claude Code or set [claude] command in wasmflow.toml",
-                settings.command
-            ))
-        })?;
-    let (Some(mut stdin), Some(stdout), Some(mut stderr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
-        return Err(failure("the claude CLI has no stdio pipes".into()));
-    };
-    let stall = request.stall_timeout(settings.stall);
-    let mut stream = StreamState::default();
-    let mut err = Vec::new();
-    let work = async {
-        let writer = async move {
-            let _ = stdin.write_all(input.as_bytes()).await;
-            let _ = stdin.shutdown().await;
-            Ok::<(), String>(())
-        };
-        let reader = async {
-            let mut lines = BufReader::new(stdout.take(MAX_STDOUT));
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match tokio::time::timeout(stall, lines.read_until(b'\n', &mut line)).await {
-                    Err(_) => {
-                        return Err(format!(
-                            "stalled: the claude CLI printed nothing for {stall:?} (raise it with stall_timeout in wasmflow.toml or opts.stallMs)"
-                        ));
-                    }
-                    Ok(Err(e)) => return Err(format!("cannot read the claude CLI's output: {e}")),
-                    Ok(Ok(0)) => return Ok(()),
-                    Ok(Ok(_)) => stream.line(&String::from_utf8_lossy(&line)),
-                }
-            }
-        };
-        let err_reader = async {
-            let _ = (&mut stderr).take(1 << 20).read_to_end(&mut err).await;
-            Ok(())
-        };
-        // A stall ends the try at once: the process (killed on drop) may
-        // still hold stderr open.
-        tokio::try_join!(writer, reader, err_reader).map(|_| ())
-    };
-    let read = match tokio::time::timeout(settings.timeout, work).await {
-        Ok(r) => r,
-        Err(_) => {
-            return Err(failure(format!(
-                "the agent timed out after {:?} (raise it with --agent-timeout)",
-                settings.timeout
-            )));
-        }
-    };
-    if let Some(s) = &stream.session
-        && let Ok(mut map) = state.lock()
-    {
-        map.entry(id).or_default().session = Some(s.clone());
-    }
-    read.map_err(failure)?;
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| failure(format!("cannot wait for the claude CLI: {e}")))?;
-    if stream.result.is_none() && !status.success() {
-        let why = tail(&err);
-        return Err(failure(format!(
-            "the claude CLI exited with {status}{}",
-            if why.is_empty() {
-                String::new()
-            } else {
-                format!(": {why}")
-            }
-        )));
-    }
-    stream.outcome()
-}
-
-impl AgentBackend for ClaudeBackend {
-    fn name(&self) -> &str {
+impl CliTool for Claude {
+    fn name(&self) -> &'static str {
         "claude"
     }
 
-    fn run(&self, request: AgentRequest) -> BoxFuture<'static, AgentResult> {
-        Box::pin(run_try(self.settings.clone(), self.state.clone(), request))
+    fn command(&self) -> &str {
+        &self.settings.command
     }
 
-    fn check(&self, models: Vec<PlannedModel>) -> BoxFuture<'static, Result<(), String>> {
-        let settings = self.settings.clone();
+    fn install_hint(&self) -> String {
+        "install Claude Code (npm install -g @anthropic-ai/claude-code) or set [claude] command in wasmflow.toml".into()
+    }
+
+    fn arguments(&self, request: &AgentRequest, resume: Option<&str>) -> Vec<String> {
+        arguments(&self.settings, request, resume)
+    }
+
+    fn parser(&self) -> Box<dyn StreamParser> {
+        Box::new(StreamState::default())
+    }
+
+    fn preflight(&self, models: Vec<PlannedModel>) -> BoxFuture<'static, Result<(), String>> {
+        let command = self.settings.command.clone();
+        let hint = self.install_hint();
         Box::pin(async move {
-            let found = tokio::process::Command::new(&settings.command)
-                .arg("--version")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .kill_on_drop(true)
-                .status();
-            match tokio::time::timeout(Duration::from_secs(30), found).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    return Err(format!(
-                        "cannot run the claude CLI (`{}`): {e}; install Claude Code (npm install -g @anthropic-ai/claude-code) or set [claude] command in wasmflow.toml",
-                        settings.command
-                    ));
-                }
-                Err(_) => {
-                    return Err(format!(
-                        "`{} --version` did not answer within 30s",
-                        settings.command
-                    ));
-                }
-            }
+            cli_agent::probe("claude", &command, &["--version"], &hint).await?;
             // The CLI takes its own aliases and full `claude-…` ids; any
             // other name is a typo that would fail every agent.
             const CLI_ALIASES: &[&str] = &["default", "sonnet", "opus", "haiku", "opusplan"];
@@ -543,16 +252,6 @@ impl AgentBackend for ClaudeBackend {
                 ));
             }
             Ok(())
-        })
-    }
-
-    fn finish(&self, id: u64) -> BoxFuture<'static, Vec<String>> {
-        let taken = self.state.lock().ok().and_then(|mut m| m.remove(&id));
-        Box::pin(async move {
-            match taken.and_then(|s| s.worktree) {
-                Some(w) => release_worktree(w).await.into_iter().collect(),
-                None => Vec::new(),
-            }
         })
     }
 }

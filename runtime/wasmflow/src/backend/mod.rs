@@ -13,6 +13,8 @@ use serde_json::{Map, Value};
 pub mod anthropic;
 pub mod build;
 pub mod claude;
+pub mod cli_agent;
+pub mod codex;
 pub mod exec;
 pub mod http;
 pub mod openai;

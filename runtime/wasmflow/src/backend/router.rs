@@ -11,7 +11,7 @@ use super::{
 };
 
 /// Every backend name wasmflow knows.
-pub const BACKENDS: &[&str] = &["sim", "exec", "claude", "anthropic", "openai"];
+pub const BACKENDS: &[&str] = &["sim", "exec", "claude", "codex", "anthropic", "openai"];
 
 /// Sends each agent to the backend its model routes to.
 pub struct Router {
