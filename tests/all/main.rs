@@ -3,6 +3,7 @@
 mod fake_cli;
 mod fake_http;
 mod gateways;
+mod gemini_backend;
 mod support;
 
 mod background;

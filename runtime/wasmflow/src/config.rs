@@ -170,6 +170,17 @@ pub struct CodexSection {
     pub skip_git_repo_check: Option<bool>,
 }
 
+/// `[gemini]`: the Gemini CLI backend.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeminiSection {
+    /// The executable (default `gemini`).
+    pub command: Option<String>,
+    /// `--approval-mode` for every agent: `auto_edit` (default),
+    /// `default` or `plan`; never `yolo`.
+    pub approval_mode: Option<String>,
+}
+
 /// `[mcp]`: what a model driving `wasmflow mcp` may choose. Read from the
 /// user's config (and `wasmflow mcp` flags); a project file may only lower
 /// it. The server applies it; the library only parses it.
@@ -236,6 +247,9 @@ pub struct Config {
     #[serde(default)]
     /// `[codex]` settings.
     pub codex: CodexSection,
+    #[serde(default)]
+    /// `[gemini]` settings.
+    pub gemini: GeminiSection,
     #[serde(default)]
     /// `[mcp]` settings (never merged: see [`McpSection`]).
     pub mcp: McpSection,
@@ -318,6 +332,14 @@ impl Config {
                 crate::backend::codex::SANDBOXES.join(" or ")
             )));
         }
+        if let Some(mode) = &config.gemini.approval_mode
+            && !crate::backend::gemini::APPROVAL_MODES.contains(&mode.as_str())
+        {
+            return Err(bad(format!(
+                "gemini.approval_mode: `{mode}` is not a mode workflow agents may get (use {}; yolo is never passed)",
+                crate::backend::gemini::APPROVAL_MODES.join(", ")
+            )));
+        }
         if config.concurrency == Some(0) || config.max_agents == Some(0) {
             return Err(bad("concurrency and max_agents must be at least 1".into()));
         }
@@ -365,6 +387,10 @@ impl Config {
                 .codex
                 .skip_git_repo_check
                 .or(self.codex.skip_git_repo_check),
+        };
+        self.gemini = GeminiSection {
+            command: over.gemini.command.or(self.gemini.command),
+            approval_mode: over.gemini.approval_mode.or(self.gemini.approval_mode),
         };
         // `[mcp]` bounds what a model may do: the server reads each file's
         // on its own, so a project file cannot raise the user's.

@@ -111,15 +111,18 @@ pub fn build(
         }
     }
     // Options a coding-agent CLI cannot honour: said once per run.
-    if names.iter().any(|n| n == "codex") {
-        let ignored: Vec<&str> = crate::backend::codex::UNSUPPORTED_OPTIONS
+    for (backend, options) in [
+        ("codex", crate::backend::codex::UNSUPPORTED_OPTIONS),
+        ("gemini", crate::backend::gemini::UNSUPPORTED_OPTIONS),
+    ] {
+        let ignored: Vec<&str> = options
             .iter()
             .copied()
             .filter(|o| script.source.contains(o))
             .collect();
-        if !ignored.is_empty() {
+        if names.iter().any(|n| n == backend) && !ignored.is_empty() {
             notices.warning(format!(
-                "warning: the codex backend has no equivalent of opts.{}: its agents run without it",
+                "warning: the {backend} backend has no equivalent of opts.{}: its agents run without it",
                 ignored.join(", opts.")
             ));
         }
@@ -206,6 +209,27 @@ fn one(
                         .unwrap_or_else(|| "workspace-write".into()),
                     skip_git_repo_check: c.skip_git_repo_check.unwrap_or(false),
                     cwd: cwd.clone(),
+                },
+                CliSettings {
+                    timeout: agent_timeout,
+                    stall: stall.unwrap_or(Duration::from_secs(600)),
+                    cwd,
+                },
+            ))
+        }
+        "gemini" => {
+            let cwd = std::env::current_dir().map_err(|e| {
+                InputError::Invalid(format!("cannot read the working directory: {e}"))
+            })?;
+            let g = &config.gemini;
+            Arc::new(CliAgentBackend::new(
+                crate::backend::gemini::Gemini {
+                    command: g.command.clone().unwrap_or_else(|| "gemini".into()),
+                    approval_mode: g
+                        .approval_mode
+                        .clone()
+                        .unwrap_or_else(|| "auto_edit".into()),
+                    home: crate::script::saved::home_dir(),
                 },
                 CliSettings {
                     timeout: agent_timeout,

@@ -38,6 +38,11 @@ pub trait CliTool: Send + Sync + 'static {
     fn arguments(&self, request: &AgentRequest, resume: Option<&str>) -> Vec<String>;
     /// A reader for one try's stdout.
     fn parser(&self) -> Box<dyn StreamParser>;
+    /// Whether a schema retry continues the previous try's session (else
+    /// it is a fresh call carrying the feedback).
+    fn resumes(&self) -> bool {
+        true
+    }
     /// Checks before any agent: the binary runs, the user is logged in,
     /// the models are ones the tool takes.
     fn preflight(&self, models: Vec<PlannedModel>) -> BoxFuture<'static, Result<(), String>>;
@@ -307,7 +312,7 @@ async fn run_try<T: CliTool>(
         }
         None => None,
     };
-    let resume = session.filter(|_| !request.feedback.is_empty());
+    let resume = session.filter(|_| tool.resumes() && !request.feedback.is_empty());
     let args = tool.arguments(&request, resume.as_deref());
     let input = stdin_prompt(&request, resume.is_some());
     let cwd = worktree

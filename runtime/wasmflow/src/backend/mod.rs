@@ -16,6 +16,7 @@ pub mod claude;
 pub mod cli_agent;
 pub mod codex;
 pub mod exec;
+pub mod gemini;
 pub mod http;
 pub mod openai;
 pub mod retry;

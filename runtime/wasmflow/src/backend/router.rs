@@ -11,7 +11,15 @@ use super::{
 };
 
 /// Every backend name wasmflow knows.
-pub const BACKENDS: &[&str] = &["sim", "exec", "claude", "codex", "anthropic", "openai"];
+pub const BACKENDS: &[&str] = &[
+    "sim",
+    "exec",
+    "claude",
+    "codex",
+    "gemini",
+    "anthropic",
+    "openai",
+];
 
 /// Sends each agent to the backend its model routes to.
 pub struct Router {
