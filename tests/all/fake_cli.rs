@@ -1,10 +1,57 @@
 //! What the suites that drive fake coding-agent CLIs share: the calls a
 //! fake recorded, their argv, and git in a test repository.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
+
+use crate::support::{Output, run_env, temp_dir};
+
+/// A directory with `bin/TOOL` (each a fake from tests/fixtures), the
+/// script as flow.js and the config.
+pub fn setup(name: &str, tools: &[&str], script: &str, toml: &str) -> PathBuf {
+    let dir = temp_dir(name);
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    for tool in tools {
+        std::fs::copy(
+            fixtures.join(format!("fake-{tool}")),
+            dir.join("bin").join(tool),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join("flow.js"), script).unwrap();
+    std::fs::write(dir.join("wasmflow.toml"), toml).unwrap();
+    dir
+}
+
+/// `wasmflow run flow.js --backend BACKEND ARGS` with the fakes first on
+/// PATH, each logging to `TOOL.log` (`FAKE_TOOL_LOG`), and `extra` set.
+pub fn run_backend(dir: &Path, backend: &str, args: &[&str], extra: &[(&str, &str)]) -> Output {
+    let path = format!(
+        "{}:{}",
+        dir.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let logs: Vec<(String, String)> = std::fs::read_dir(dir.join("bin"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let tool = e.file_name().to_string_lossy().into_owned();
+            (
+                format!("FAKE_{}_LOG", tool.to_uppercase()),
+                dir.join(format!("{tool}.log")).display().to_string(),
+            )
+        })
+        .collect();
+    let mut env: Vec<(&str, &str)> = vec![("PATH", path.as_str())];
+    env.extend(logs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    env.extend_from_slice(extra);
+    let mut all = vec!["--backend", backend];
+    all.extend_from_slice(args);
+    run_env(dir, "flow.js", &all, &env)
+}
 
 /// What a fake recorded in `dir/log`, one entry per run.
 pub fn calls(dir: &Path, log: &str) -> Vec<Value> {
@@ -39,4 +86,51 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .unwrap();
     assert!(out.status.success(), "git {args:?}: {out:?}");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What every CLI backend reports the same way: an agent that prints
+/// nothing stalls, one that exits non-zero is quoted, and repeated quota
+/// failures end the run through the circuit breaker (exit 3). The fakes
+/// act on the words STALL, CRASH and QUOTA.
+pub fn stalls_crashes_and_quota(
+    dir: &Path,
+    backend: &str,
+    extra: &[(&str, &str)],
+    quota_words: &str,
+) {
+    std::fs::write(
+        dir.join("flow.js"),
+        "return await parallel([() => agent('STALL now', { label: 'staller' }), () => agent('CRASH now', { label: 'crasher' })])\n",
+    )
+    .unwrap();
+    let out = run_backend(
+        dir,
+        backend,
+        &["--json", "--quiet", "--stall-timeout", "500ms"],
+        extra,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let failures = out.json()["failures"].to_string();
+    assert!(
+        failures.contains(&format!(
+            "stalled: the {backend} CLI printed nothing for 500ms"
+        )),
+        "{failures}"
+    );
+    assert!(
+        failures.contains("exited with") && failures.contains("boom"),
+        "{failures}"
+    );
+    std::fs::write(
+        dir.join("flow.js"),
+        "for (let i = 0; i < 5; i++) await agent('QUOTA ' + i)\nreturn 1\n",
+    )
+    .unwrap();
+    let out = run_backend(dir, backend, &[], extra);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("circuit breaker") && out.stderr.contains(quota_words),
+        "{}",
+        out.stderr
+    );
 }

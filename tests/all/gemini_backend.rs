@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::fake_cli::{argv, calls, git};
+use crate::fake_cli::{argv, calls, git, stalls_crashes_and_quota};
 use crate::support::{Output, run_env, temp_dir};
 
 fn setup(name: &str, script: &str, toml: &str) -> PathBuf {
@@ -120,27 +120,11 @@ fn worktrees_stalls_crashes_quota_and_refusals() {
     assert!(!dir.join("agent-note.txt").exists());
     assert_eq!(git(&dir, &["status", "--porcelain"]), "");
 
-    std::fs::write(dir.join("flow.js"), "return await parallel([() => agent('STALL now', { label: 'staller' }), () => agent('CRASH now', { label: 'crasher' })])\n").unwrap();
-    let out = gemini(&dir, &["--json", "--quiet", "--stall-timeout", "500ms"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let failures = out.json()["failures"].to_string();
-    assert!(
-        failures.contains("stalled: the gemini CLI printed nothing for 500ms"),
-        "{failures}"
-    );
-    assert!(failures.contains("boom"), "{failures}");
-
-    std::fs::write(
-        dir.join("flow.js"),
-        "for (let i = 0; i < 5; i++) await agent('QUOTA ' + i)\nreturn 1\n",
-    )
-    .unwrap();
-    let out = gemini(&dir, &[]);
-    assert_eq!(out.code, 3, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("circuit breaker") && out.stderr.contains("Quota exceeded"),
-        "{}",
-        out.stderr
+    stalls_crashes_and_quota(
+        &dir,
+        "gemini",
+        &[("GEMINI_API_KEY", "test-key")],
+        "Quota exceeded",
     );
 
     // Signed out: no key, no ~/.gemini sign-in (HOME points at an empty dir).

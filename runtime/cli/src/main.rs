@@ -116,7 +116,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub args_file: Option<PathBuf>,
     /// Agent backend: `sim` (simulated agents, the default), `claude`
-    /// (Claude Code CLI), `codex` (Codex CLI), `gemini` (Gemini CLI), `anthropic` (Messages API), `openai` (Chat
+    /// (Claude Code CLI), `codex` (Codex CLI), `gemini` (Gemini CLI), `qwen` (Qwen Code), `opencode`, `anthropic` (Messages API), `openai` (Chat
     /// Completions: OpenAI, Ollama, vLLM, llama.cpp) or `exec`.
     #[arg(long, value_name = "NAME")]
     pub backend: Option<String>,

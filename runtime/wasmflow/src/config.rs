@@ -181,6 +181,25 @@ pub struct GeminiSection {
     pub approval_mode: Option<String>,
 }
 
+/// `[qwen]`: the Qwen Code backend.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QwenSection {
+    /// The executable (default `qwen`).
+    pub command: Option<String>,
+    /// `--approval-mode` for every agent: `auto-edit` (default), `default`
+    /// or `plan`; never `yolo` or `auto`.
+    pub approval_mode: Option<String>,
+}
+
+/// `[opencode]`: the opencode backend.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpencodeSection {
+    /// The executable (default `opencode`).
+    pub command: Option<String>,
+}
+
 /// `[mcp]`: what a model driving `wasmflow mcp` may choose. Read from the
 /// user's config (and `wasmflow mcp` flags); a project file may only lower
 /// it. The server applies it; the library only parses it.
@@ -250,6 +269,12 @@ pub struct Config {
     #[serde(default)]
     /// `[gemini]` settings.
     pub gemini: GeminiSection,
+    #[serde(default)]
+    /// `[qwen]` settings.
+    pub qwen: QwenSection,
+    #[serde(default)]
+    /// `[opencode]` settings.
+    pub opencode: OpencodeSection,
     #[serde(default)]
     /// `[mcp]` settings (never merged: see [`McpSection`]).
     pub mcp: McpSection,
@@ -340,6 +365,14 @@ impl Config {
                 crate::backend::gemini::APPROVAL_MODES.join(", ")
             )));
         }
+        if let Some(mode) = &config.qwen.approval_mode
+            && !crate::backend::qwen::APPROVAL_MODES.contains(&mode.as_str())
+        {
+            return Err(bad(format!(
+                "qwen.approval_mode: `{mode}` is not a mode workflow agents may get (use {}; yolo and auto are never passed)",
+                crate::backend::qwen::APPROVAL_MODES.join(", ")
+            )));
+        }
         if config.concurrency == Some(0) || config.max_agents == Some(0) {
             return Err(bad("concurrency and max_agents must be at least 1".into()));
         }
@@ -391,6 +424,13 @@ impl Config {
         self.gemini = GeminiSection {
             command: over.gemini.command.or(self.gemini.command),
             approval_mode: over.gemini.approval_mode.or(self.gemini.approval_mode),
+        };
+        self.qwen = QwenSection {
+            command: over.qwen.command.or(self.qwen.command),
+            approval_mode: over.qwen.approval_mode.or(self.qwen.approval_mode),
+        };
+        self.opencode = OpencodeSection {
+            command: over.opencode.command.or(self.opencode.command),
         };
         // `[mcp]` bounds what a model may do: the server reads each file's
         // on its own, so a project file cannot raise the user's.

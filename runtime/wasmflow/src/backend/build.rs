@@ -114,6 +114,8 @@ pub fn build(
     for (backend, options) in [
         ("codex", crate::backend::codex::UNSUPPORTED_OPTIONS),
         ("gemini", crate::backend::gemini::UNSUPPORTED_OPTIONS),
+        ("qwen", crate::backend::qwen::UNSUPPORTED_OPTIONS),
+        ("opencode", crate::backend::opencode::UNSUPPORTED_OPTIONS),
     ] {
         let ignored: Vec<&str> = options
             .iter()
@@ -196,34 +198,25 @@ fn one(
             }))
         }
         "codex" => {
-            let cwd = std::env::current_dir().map_err(|e| {
-                InputError::Invalid(format!("cannot read the working directory: {e}"))
-            })?;
             let c = &config.codex;
-            Arc::new(CliAgentBackend::new(
-                Codex {
+            cli(
+                |cwd| Codex {
                     command: c.command.clone().unwrap_or_else(|| "codex".into()),
                     sandbox: c
                         .sandbox
                         .clone()
                         .unwrap_or_else(|| "workspace-write".into()),
                     skip_git_repo_check: c.skip_git_repo_check.unwrap_or(false),
-                    cwd: cwd.clone(),
-                },
-                CliSettings {
-                    timeout: agent_timeout,
-                    stall: stall.unwrap_or(Duration::from_secs(600)),
                     cwd,
                 },
-            ))
+                agent_timeout,
+                stall,
+            )?
         }
         "gemini" => {
-            let cwd = std::env::current_dir().map_err(|e| {
-                InputError::Invalid(format!("cannot read the working directory: {e}"))
-            })?;
             let g = &config.gemini;
-            Arc::new(CliAgentBackend::new(
-                crate::backend::gemini::Gemini {
+            cli(
+                |_| crate::backend::gemini::Gemini {
                     command: g.command.clone().unwrap_or_else(|| "gemini".into()),
                     approval_mode: g
                         .approval_mode
@@ -231,12 +224,42 @@ fn one(
                         .unwrap_or_else(|| "auto_edit".into()),
                     home: crate::script::saved::home_dir(),
                 },
-                CliSettings {
-                    timeout: agent_timeout,
-                    stall: stall.unwrap_or(Duration::from_secs(600)),
-                    cwd,
+                agent_timeout,
+                stall,
+            )?
+        }
+        "qwen" => {
+            let q = &config.qwen;
+            cli(
+                |_| crate::backend::qwen::Qwen {
+                    command: q.command.clone().unwrap_or_else(|| "qwen".into()),
+                    approval_mode: q
+                        .approval_mode
+                        .clone()
+                        .unwrap_or_else(|| "auto-edit".into()),
+                    home: crate::script::saved::home_dir(),
                 },
-            ))
+                agent_timeout,
+                stall,
+            )?
+        }
+        "opencode" => {
+            let mut data_dirs: Vec<std::path::PathBuf> = std::env::var_os("XDG_DATA_HOME")
+                .filter(|d| !d.is_empty())
+                .map(std::path::PathBuf::from)
+                .into_iter()
+                .collect();
+            data_dirs.extend(crate::script::saved::home_dir().map(|h| h.join(".local/share")));
+            let command = config
+                .opencode
+                .command
+                .clone()
+                .unwrap_or_else(|| "opencode".into());
+            cli(
+                |_| crate::backend::opencode::Opencode { command, data_dirs },
+                agent_timeout,
+                stall,
+            )?
         }
         "anthropic" => Arc::new(
             AnthropicSettings::from_env(&config.anthropic, http)
@@ -254,6 +277,24 @@ fn one(
             notices,
         )?,
     })
+}
+
+/// A coding-agent CLI backend in the working directory.
+fn cli<T: crate::backend::cli_agent::CliTool>(
+    tool: impl FnOnce(std::path::PathBuf) -> T,
+    agent_timeout: Duration,
+    stall: Option<Duration>,
+) -> Result<Arc<dyn AgentBackend>, InputError> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| InputError::Invalid(format!("cannot read the working directory: {e}")))?;
+    Ok(Arc::new(CliAgentBackend::new(
+        tool(cwd.clone()),
+        CliSettings {
+            timeout: agent_timeout,
+            stall: stall.unwrap_or(Duration::from_secs(600)),
+            cwd,
+        },
+    )))
 }
 
 fn sim(

@@ -126,12 +126,29 @@ pub fn arguments(
 /// Reads the `result` message of a stream (the last one wins).
 #[derive(Debug, Default)]
 pub struct StreamState {
+    /// The tool that printed it, for messages (`claude` when unset; Qwen
+    /// Code prints the same stream).
+    pub tool: Option<&'static str>,
     /// The session id, for a schema retry with `--resume`.
     pub session: Option<String>,
     /// The final `result` event.
     pub result: Option<Value>,
     /// Lines that were not JSON, for the failure message.
     pub stray: Vec<String>,
+}
+
+impl StreamState {
+    /// A reader for `tool`'s stream.
+    pub fn of(tool: &'static str) -> StreamState {
+        StreamState {
+            tool: Some(tool),
+            ..StreamState::default()
+        }
+    }
+
+    fn tool(&self) -> &'static str {
+        self.tool.unwrap_or("claude")
+    }
 }
 
 impl StreamParser for StreamState {
@@ -159,8 +176,10 @@ impl StreamParser for StreamState {
     /// The agent's answer, or why there is none.
     fn outcome(&self) -> Result<AgentReply, AgentFailure> {
         let Some(r) = &self.result else {
-            let mut reason =
-                "malformed reply: the claude CLI ended without a `result` message".to_string();
+            let mut reason = format!(
+                "malformed reply: the {} CLI ended without a `result` message",
+                self.tool()
+            );
             if !self.stray.is_empty() {
                 reason.push_str(&format!(" (it printed: {})", self.stray.join(" | ")));
             }
@@ -178,14 +197,19 @@ impl StreamParser for StreamState {
             cache_read: n("cache_read_input_tokens"),
             cache_write: n("cache_creation_input_tokens"),
         };
-        let text = r["result"].as_str();
+        // Qwen Code puts a failure's words in `error.message` instead.
+        let text = r["result"]
+            .as_str()
+            .or_else(|| r["error"]["message"].as_str());
         let failed = r["is_error"].as_bool().unwrap_or(false)
             || r["subtype"].as_str().is_some_and(|s| s != "success");
         if failed {
             let subtype = r["subtype"].as_str().unwrap_or("error");
             let reason = match text {
-                Some(t) if !t.trim().is_empty() => format!("claude: {subtype}: {}", t.trim()),
-                _ => format!("claude: {subtype}"),
+                Some(t) if !t.trim().is_empty() => {
+                    format!("{}: {subtype}: {}", self.tool(), t.trim())
+                }
+                _ => format!("{}: {subtype}", self.tool()),
             };
             return Err(AgentFailure {
                 kind: classify(&reason),

@@ -74,6 +74,19 @@ pub fn json_line(line: &str, stray: &mut Vec<String>) -> Option<serde_json::Valu
     parsed
 }
 
+/// Whether a CLI has credentials: one of `keys` set in the environment, a
+/// credentials file in `creds`, or a settings file in `settings` that
+/// names an auth type.
+pub fn has_credentials(keys: &[&str], creds: &[PathBuf], settings: &[PathBuf]) -> bool {
+    keys.iter()
+        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()))
+        || creds.iter().any(|p| p.is_file())
+        || settings.iter().any(|p| {
+            std::fs::read_to_string(p)
+                .is_ok_and(|s| s.contains("selectedType") || s.contains("selectedAuthType"))
+        })
+}
+
 /// Timeouts and where agents run.
 #[derive(Debug, Clone)]
 pub struct CliSettings {

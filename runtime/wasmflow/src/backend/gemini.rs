@@ -86,19 +86,17 @@ impl CliTool for Gemini {
         let home = self.home.clone();
         Box::pin(async move {
             cli_agent::probe("gemini", &command, &["--version"], &hint).await?;
-            let key = [
-                "GEMINI_API_KEY",
-                "GOOGLE_API_KEY",
-                "GOOGLE_GENAI_USE_VERTEXAI",
-            ]
-            .iter()
-            .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
-            let signed_in = home.as_ref().is_some_and(|h| {
-                h.join(".gemini/oauth_creds.json").is_file()
-                    || std::fs::read_to_string(h.join(".gemini/settings.json"))
-                        .is_ok_and(|s| s.contains("selectedType") || s.contains("selectedAuthType"))
-            });
-            if !key && !signed_in {
+            let home = home.unwrap_or_default();
+            let signed_in = cli_agent::has_credentials(
+                &[
+                    "GEMINI_API_KEY",
+                    "GOOGLE_API_KEY",
+                    "GOOGLE_GENAI_USE_VERTEXAI",
+                ],
+                &[home.join(".gemini/oauth_creds.json")],
+                &[home.join(".gemini/settings.json")],
+            );
+            if !signed_in {
                 return Err(
                     "gemini is not signed in (no GEMINI_API_KEY or GOOGLE_API_KEY, no ~/.gemini sign-in): run `gemini` once and sign in, or set GEMINI_API_KEY".into(),
                 );

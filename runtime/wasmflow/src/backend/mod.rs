@@ -19,6 +19,8 @@ pub mod exec;
 pub mod gemini;
 pub mod http;
 pub mod openai;
+pub mod opencode;
+pub mod qwen;
 pub mod retry;
 pub mod router;
 pub mod sim;

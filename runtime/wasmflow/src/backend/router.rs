@@ -17,6 +17,8 @@ pub const BACKENDS: &[&str] = &[
     "claude",
     "codex",
     "gemini",
+    "qwen",
+    "opencode",
     "anthropic",
     "openai",
 ];
