@@ -134,3 +134,40 @@ pub fn stalls_crashes_and_quota(
         out.stderr
     );
 }
+
+/// Two more things every CLI backend does alike: an agent with
+/// `isolation: 'worktree'` runs in its own checkout of a real repository
+/// (removed after, as nothing changed), and a missing executable is
+/// refused before any agent (exit 2) with `hint`.
+pub fn worktree_and_missing_binary(dir: &Path, backend: &str, extra: &[(&str, &str)], hint: &str) {
+    git(dir, &["init", "-q"]);
+    std::fs::write(dir.join(".gitignore"), "bin/\n*.log\n").unwrap();
+    std::fs::write(
+        dir.join("flow.js"),
+        "return await agent('look around', { label: 'isolated', isolation: 'worktree' })\n",
+    )
+    .unwrap();
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-qm", "start"]);
+    let before = calls(dir, &format!("{backend}.log")).len();
+    let out = run_backend(dir, backend, &["--json"], extra);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let call = &calls(dir, &format!("{backend}.log"))[before];
+    assert!(
+        call["cwd"]
+            .as_str()
+            .unwrap()
+            .contains("/.wasmflow/worktrees/agent-"),
+        "{call}"
+    );
+    assert!(
+        out.json()["notes"].as_array().is_none_or(|n| n.is_empty()),
+        "an unchanged worktree is removed"
+    );
+    assert_eq!(git(dir, &["status", "--porcelain"]), "");
+    let mut no_bin = extra.to_vec();
+    no_bin.push(("PATH", "/usr/bin:/bin"));
+    let out = run_backend(dir, backend, &[], &no_bin);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains(hint), "{}", out.stderr);
+}

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::fake_cli::{argv, calls, run_backend, setup, stalls_crashes_and_quota};
+use crate::fake_cli::{
+    argv, calls, run_backend, setup, stalls_crashes_and_quota, worktree_and_missing_binary,
+};
 use crate::support::Output;
 
 fn opencode(dir: &Path, args: &[&str], extra: &[(&str, &str)]) -> Output {
@@ -62,6 +64,12 @@ fn agents_continue_their_session_for_a_schema_retry_and_fail_clearly() {
         "opencode",
         &[("ANTHROPIC_API_KEY", "test")],
         "rate limit",
+    );
+    worktree_and_missing_binary(
+        &dir,
+        "opencode",
+        &[("ANTHROPIC_API_KEY", "test")],
+        "npm install -g opencode-ai",
     );
 
     let empty = dir.join("empty-home");

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::fake_cli::{argv, calls, run_backend, setup, stalls_crashes_and_quota};
+use crate::fake_cli::{
+    argv, calls, run_backend, setup, stalls_crashes_and_quota, worktree_and_missing_binary,
+};
 use crate::support::Output;
 
 fn qwen(dir: &Path, args: &[&str], extra: &[(&str, &str)]) -> Output {
@@ -49,6 +51,12 @@ fn agents_resume_their_session_for_a_schema_retry_and_fail_clearly() {
     assert_eq!(v["tokens"]["cache_read"], 150);
 
     stalls_crashes_and_quota(&dir, "qwen", &[("OPENAI_API_KEY", "test")], "rate limit");
+    worktree_and_missing_binary(
+        &dir,
+        "qwen",
+        &[("OPENAI_API_KEY", "test")],
+        "npm install -g @qwen-code/qwen-code",
+    );
 
     let empty = dir.join("empty-home");
     std::fs::create_dir_all(&empty).unwrap();
