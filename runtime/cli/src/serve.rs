@@ -62,11 +62,7 @@ pub fn serve(args: ServeArgs) -> i32 {
         }
     };
     let options = wasmflow_serve::Options {
-        env: Env {
-            runs_root: runs_root.clone(),
-            ..env
-        },
-        runs_root,
+        env: Env { runs_root, ..env },
         spawn: crate::background::spawner(),
     };
     let runtime = match crate::background::server_runtime() {

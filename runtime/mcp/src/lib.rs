@@ -299,15 +299,19 @@ impl Server {
         let mut last_progress = Instant::now();
         let dir = Arc::new(dir);
         while !wait.is_zero() {
+            // Each tick reads only run.json and the lock; the events are
+            // folded only when a progress notification is due.
             let d = dir.clone();
-            let state = blocking(move || RunState::load(&d)).await?;
-            if state.is_finished() || started.elapsed() >= wait {
+            let status = blocking(move || d.read_info().map(|i| d.status(&i))).await?;
+            if !matches!(status.as_str(), "running" | "starting") || started.elapsed() >= wait {
                 break;
             }
             if let Some(token) = &token
                 && last_progress.elapsed() >= PROGRESS_EVERY
             {
                 last_progress = Instant::now();
+                let d = dir.clone();
+                let state = blocking(move || RunState::load(&d)).await?;
                 let mut p =
                     ProgressNotificationParam::new(token.clone(), started.elapsed().as_secs_f64());
                 p.total = Some(wait.as_secs_f64());

@@ -76,16 +76,13 @@ pub fn read<T: for<'de> Deserialize<'de>>(tool: &str, args: Value) -> Result<T, 
 pub const MAX_WAIT_SECONDS: u64 = 1800;
 
 fn target_properties() -> serde_json::Map<String, Value> {
-    let Value::Object(m) = json!({
+    props(json!({
         "script": {"type": "string", "description": "The workflow script (JavaScript; its contract is the wasmflow://contract resource). It is saved as .wasmflow/scripts/<sha256>.js in the project and that path is returned: edit it and pass scriptPath to iterate."},
         "name": {"type": "string", "description": "A saved or bundled workflow (workflow_list lists them)."},
         "scriptPath": {"type": "string", "description": "A .js script or .wasm compiled workflow inside the project, relative to it."},
         "args": {"description": "The value the script sees as `args`: any JSON. A string that starts with { or [ is read as JSON."},
         "backend": {"type": "string", "description": "The agent backend, among those the user allows (default: the first allowed). Every response names the one used."}
-    }) else {
-        unreachable!()
-    };
-    m
+    }))
 }
 
 fn object(properties: serde_json::Map<String, Value>, required: &[&str]) -> Value {

@@ -46,8 +46,8 @@ async fn blocking<T: Send + 'static>(
 /// The run `id` (its id checked first: no traversal).
 fn open(app: &App, id: &str) -> Result<(RunDir, RunInfo), ApiError> {
     run_dir::check_id(id).map_err(bad)?;
-    let dir =
-        RunDir::open(&app.options.runs_root, id).map_err(|e| ApiError(StatusCode::NOT_FOUND, e))?;
+    let dir = RunDir::open(&app.options.env.runs_root, id)
+        .map_err(|e| ApiError(StatusCode::NOT_FOUND, e))?;
     let info = dir
         .read_info()
         .map_err(|e| ApiError(StatusCode::NOT_FOUND, e))?;
@@ -62,7 +62,7 @@ fn agent_number(n: &str) -> Result<u64, ApiError> {
 }
 
 pub async fn runs(State(app): State<Arc<App>>) -> ApiResult {
-    let rows = blocking(move || Ok(app.cache.list(&app.options.runs_root))).await?;
+    let rows = blocking(move || Ok(app.cache.list(&app.options.env.runs_root))).await?;
     Ok(Json(json!({"runs": rows})).into_response())
 }
 

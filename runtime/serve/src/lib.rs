@@ -12,7 +12,6 @@ mod resume;
 mod view;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Child;
 use std::sync::Arc;
 
@@ -32,10 +31,9 @@ pub type Spawn = Arc<dyn Fn(&RunDir, &Env) -> Result<Child, String> + Send + Syn
 
 /// What the server serves.
 pub struct Options {
-    /// The project, its home and where its runs are.
+    /// The project, its home and where its runs are (`runs_root`, which
+    /// `--runs-dir` sets).
     pub env: Env,
-    /// Where run directories are (`env.runs_root`, or `--runs-dir`).
-    pub runs_root: PathBuf,
     /// Starts a resumed run's process.
     pub spawn: Spawn,
 }

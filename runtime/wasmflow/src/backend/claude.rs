@@ -176,18 +176,16 @@ impl StreamParser for StreamState {
     /// The agent's answer, or why there is none.
     fn outcome(&self) -> Result<AgentReply, AgentFailure> {
         let Some(r) = &self.result else {
-            let mut reason = format!(
-                "malformed reply: the {} CLI ended without a `result` message",
-                self.tool()
-            );
-            if !self.stray.is_empty() {
-                reason.push_str(&format!(" (it printed: {})", self.stray.join(" | ")));
-            }
-            return Err(AgentFailure {
-                reason,
-                usage: Usage::default(),
-                kind: FailureKind::Other,
-            });
+            return Err(cli_agent::malformed(
+                cli_agent::with_stray(
+                    format!(
+                        "malformed reply: the {} CLI ended without a `result` message",
+                        self.tool()
+                    ),
+                    &self.stray,
+                ),
+                Usage::default(),
+            ));
         };
         let u = &r["usage"];
         let n = |k: &str| u[k].as_u64().unwrap_or(0);

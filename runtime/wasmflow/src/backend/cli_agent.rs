@@ -176,10 +176,34 @@ pub fn classify(text: &str) -> FailureKind {
 
 /// A failure with no usage, classified by its words.
 pub fn failure(reason: String) -> AgentFailure {
+    classified(reason, Usage::default())
+}
+
+/// A failure the tool reported in words: quota and auth words count for
+/// the circuit breaker.
+pub fn classified(reason: String, usage: Usage) -> AgentFailure {
     AgentFailure {
         kind: classify(&reason),
         reason,
-        usage: Usage::default(),
+        usage,
+    }
+}
+
+/// A stream that held no answer.
+pub fn malformed(reason: String, usage: Usage) -> AgentFailure {
+    AgentFailure {
+        reason,
+        usage,
+        kind: FailureKind::Other,
+    }
+}
+
+/// `reason`, with the lines the tool printed that were not JSON.
+pub fn with_stray(reason: String, stray: &[String]) -> String {
+    if stray.is_empty() {
+        reason
+    } else {
+        format!("{reason} (it printed: {})", stray.join(" | "))
     }
 }
 

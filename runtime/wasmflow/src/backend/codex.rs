@@ -23,11 +23,8 @@
 //! `[codex] skip_git_repo_check = true`. `opts.effort` becomes
 //! `-c model_reasoning_effort=…`.
 
-use super::cli_agent::{self, CliTool, StreamParser, classify};
-use super::{
-    AgentFailure, AgentOutput, AgentReply, AgentRequest, BoxFuture, FailureKind, PlannedModel,
-    Usage,
-};
+use super::cli_agent::{self, CliTool, StreamParser};
+use super::{AgentFailure, AgentOutput, AgentReply, AgentRequest, BoxFuture, PlannedModel, Usage};
 
 /// How codex runs.
 #[derive(Debug, Clone)]
@@ -177,35 +174,24 @@ impl StreamParser for CodexStream {
 
     fn outcome(&self) -> Result<AgentReply, AgentFailure> {
         if let Some(e) = &self.error {
-            let reason = format!("codex: {e}");
-            return Err(AgentFailure {
-                kind: classify(&reason),
-                reason,
-                usage: self.usage,
-            });
+            return Err(cli_agent::classified(format!("codex: {e}"), self.usage));
         }
         match (&self.message, self.completed) {
             (Some(text), true) => Ok(AgentReply {
                 output: AgentOutput::Text(text.clone()),
                 usage: self.usage,
             }),
-            (None, true) => Err(AgentFailure {
-                reason: "malformed reply: codex finished its turn without an agent message".into(),
-                usage: self.usage,
-                kind: FailureKind::Other,
-            }),
-            (_, false) => {
-                let mut reason =
-                    "malformed reply: codex ended without `turn.completed`".to_string();
-                if !self.stray.is_empty() {
-                    reason.push_str(&format!(" (it printed: {})", self.stray.join(" | ")));
-                }
-                Err(AgentFailure {
-                    reason,
-                    usage: self.usage,
-                    kind: FailureKind::Other,
-                })
-            }
+            (None, true) => Err(cli_agent::malformed(
+                "malformed reply: codex finished its turn without an agent message".into(),
+                self.usage,
+            )),
+            (_, false) => Err(cli_agent::malformed(
+                cli_agent::with_stray(
+                    "malformed reply: codex ended without `turn.completed`".into(),
+                    &self.stray,
+                ),
+                self.usage,
+            )),
         }
     }
 }
@@ -213,6 +199,7 @@ impl StreamParser for CodexStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::FailureKind;
 
     #[test]
     fn the_last_agent_message_and_usage_without_the_cached_input() {

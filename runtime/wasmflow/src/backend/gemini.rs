@@ -19,11 +19,8 @@
 
 use std::path::PathBuf;
 
-use super::cli_agent::{self, CliTool, StreamParser, classify};
-use super::{
-    AgentFailure, AgentOutput, AgentReply, AgentRequest, BoxFuture, FailureKind, PlannedModel,
-    Usage,
-};
+use super::cli_agent::{self, CliTool, StreamParser};
+use super::{AgentFailure, AgentOutput, AgentReply, AgentRequest, BoxFuture, PlannedModel, Usage};
 
 /// `agent()` options the Gemini CLI has no equivalent of.
 pub const UNSUPPORTED_OPTIONS: &[&str] =
@@ -183,30 +180,25 @@ impl StreamParser for GeminiStream {
     }
 
     fn outcome(&self) -> Result<AgentReply, AgentFailure> {
-        let fail = |reason: String, kind: Option<FailureKind>| AgentFailure {
-            kind: kind.unwrap_or_else(|| classify(&reason)),
-            reason,
-            usage: self.usage,
-        };
         match &self.result {
             Some(Ok(())) if !self.text.trim().is_empty() => Ok(AgentReply {
                 output: AgentOutput::Text(self.text.clone()),
                 usage: self.usage,
             }),
-            Some(Ok(())) => Err(fail(
+            Some(Ok(())) => Err(cli_agent::malformed(
                 "malformed reply: gemini finished without an answer".into(),
-                Some(FailureKind::Other),
+                self.usage,
             )),
-            Some(Err(e)) => Err(fail(format!("gemini: {e}"), None)),
+            Some(Err(e)) => Err(cli_agent::classified(format!("gemini: {e}"), self.usage)),
             None => {
-                let mut reason = match &self.error {
+                let reason = match &self.error {
                     Some(e) => format!("gemini: {e}"),
                     None => "malformed reply: gemini ended without a `result` event".into(),
                 };
-                if !self.stray.is_empty() {
-                    reason.push_str(&format!(" (it printed: {})", self.stray.join(" | ")));
-                }
-                Err(fail(reason, None))
+                Err(cli_agent::classified(
+                    cli_agent::with_stray(reason, &self.stray),
+                    self.usage,
+                ))
             }
         }
     }
@@ -215,6 +207,7 @@ impl StreamParser for GeminiStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::FailureKind;
 
     #[test]
     fn streamed_text_after_the_last_tool_and_the_stats() {

@@ -17,11 +17,8 @@
 
 use std::path::PathBuf;
 
-use super::cli_agent::{self, CliTool, StreamParser, classify};
-use super::{
-    AgentFailure, AgentOutput, AgentReply, AgentRequest, BoxFuture, FailureKind, PlannedModel,
-    Usage,
-};
+use super::cli_agent::{self, CliTool, StreamParser};
+use super::{AgentFailure, AgentOutput, AgentReply, AgentRequest, BoxFuture, PlannedModel, Usage};
 
 /// `agent()` options opencode has no equivalent of.
 pub const UNSUPPORTED_OPTIONS: &[&str] = &["disallowedTools", "bashCommandClamp"];
@@ -161,12 +158,7 @@ impl StreamParser for OpencodeStream {
 
     fn outcome(&self) -> Result<AgentReply, AgentFailure> {
         if let Some(e) = &self.error {
-            let reason = format!("opencode: {e}");
-            return Err(AgentFailure {
-                kind: classify(&reason),
-                reason,
-                usage: self.usage,
-            });
+            return Err(cli_agent::classified(format!("opencode: {e}"), self.usage));
         }
         match (&self.text, self.done) {
             (Some(t), true) if !t.trim().is_empty() => Ok(AgentReply {
@@ -174,19 +166,15 @@ impl StreamParser for OpencodeStream {
                 usage: self.usage,
             }),
             (_, done) => {
-                let mut reason = if done {
-                    "malformed reply: opencode went idle without a text answer".to_string()
+                let reason = if done {
+                    "malformed reply: opencode went idle without a text answer"
                 } else {
-                    "malformed reply: opencode ended without `done`".to_string()
+                    "malformed reply: opencode ended without `done`"
                 };
-                if !self.stray.is_empty() {
-                    reason.push_str(&format!(" (it printed: {})", self.stray.join(" | ")));
-                }
-                Err(AgentFailure {
-                    reason,
-                    usage: self.usage,
-                    kind: FailureKind::Other,
-                })
+                Err(cli_agent::malformed(
+                    cli_agent::with_stray(reason.into(), &self.stray),
+                    self.usage,
+                ))
             }
         }
     }
@@ -195,6 +183,7 @@ impl StreamParser for OpencodeStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::FailureKind;
 
     #[test]
     fn the_last_text_part_and_the_step_tokens() {

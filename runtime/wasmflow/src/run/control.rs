@@ -68,13 +68,7 @@ pub fn resolve_agent(dir: &RunDir, word: &str) -> Result<u64, String> {
             state
                 .running
                 .iter()
-                .filter(|a| a.label == word)
-                .map(|a| a.id),
-        );
-        ids.extend(
-            state
-                .queued
-                .iter()
+                .chain(&state.queued)
                 .filter(|a| a.label == word)
                 .map(|a| a.id),
         );

@@ -105,9 +105,9 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// `YYYYMMDD-HHMMSS-xxxx` (UTC), sortable by start time.
-pub fn new_run_id() -> String {
-    let ms = now_ms();
+/// The UTC calendar date and time of `ms` since the epoch: (year, month,
+/// day, hours, minutes, seconds).
+pub fn utc(ms: u64) -> (i64, i64, i64, u64, u64, u64) {
     let secs = ms / 1000;
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
@@ -121,6 +121,13 @@ pub fn new_run_id() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+/// `YYYYMMDD-HHMMSS-xxxx` (UTC), sortable by start time.
+pub fn new_run_id() -> String {
+    let ms = now_ms();
+    let (y, m, d, hh, mm, ss) = utc(ms);
     let noise = {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -128,12 +135,7 @@ pub fn new_run_id() -> String {
         h.write_u32(std::process::id());
         h.finish() & 0xffff
     };
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{noise:04x}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    format!("{y:04}{m:02}{d:02}-{hh:02}{mm:02}{ss:02}-{noise:04x}")
 }
 
 /// Where runs live: `$WASMFLOW_RUNS_DIR`, else `.wasmflow/runs` in the

@@ -527,6 +527,22 @@ struct JournalState {
 }
 
 /// What the journal needs of a live agent when it ends.
+impl JournalState {
+    /// Journals an ended agent's line and queues its agents.jsonl record
+    /// (the line plus what was asked, and `phase` when the line lacks it).
+    fn record(&mut self, id: u64, line: &Record, meta: AgentMeta, phase: Option<Value>) {
+        self.writer.push(line);
+        let mut file = serde_json::to_value(line).unwrap_or(Value::Null);
+        file["prompt"] = Value::String(meta.prompt);
+        file["options"] = Value::Object(meta.options);
+        if let Some(phase) = phase {
+            file["phase"] = phase;
+        }
+        file["startedTs"] = meta.started_ms.into();
+        self.agent_files.push((id, file));
+    }
+}
+
 struct AgentMeta {
     key: String,
     prompt: String,
@@ -1031,12 +1047,7 @@ impl<S: StoreAccess> Run<S> {
                             ts,
                         },
                     };
-                    j.writer.push(&line);
-                    let mut file = serde_json::to_value(&line).unwrap_or(Value::Null);
-                    file["prompt"] = Value::String(meta.prompt);
-                    file["options"] = Value::Object(meta.options);
-                    file["startedTs"] = meta.started_ms.into();
-                    j.agent_files.push((id, file));
+                    j.record(id, &line, meta, None);
                 }
                 for note in notes {
                     self.store
@@ -1130,19 +1141,13 @@ impl<S: StoreAccess> Run<S> {
             && let Some(meta) = j.metas.remove(&id)
         {
             let line = Record::Skipped {
-                key: meta.key,
+                key: meta.key.clone(),
                 agent_id: id,
                 label: running.label.clone(),
                 by: by.to_string(),
                 ts: now_ms(),
             };
-            j.writer.push(&line);
-            let mut file = serde_json::to_value(&line).unwrap_or(Value::Null);
-            file["prompt"] = Value::String(meta.prompt);
-            file["options"] = Value::Object(meta.options);
-            file["phase"] = running.phase.clone().into();
-            file["startedTs"] = meta.started_ms.into();
-            j.agent_files.push((id, file));
+            j.record(id, &line, meta, Some(running.phase.clone().into()));
         }
         for note in notes {
             self.store
