@@ -221,7 +221,7 @@ fn anthropic_routes_caches_structures_and_costs() {
         "{}",
         out.stderr
     );
-    assert!(out.stderr.contains("single completions without tools"));
+    assert!(out.stderr.contains("agents have no tools"));
 }
 
 #[test]

@@ -138,6 +138,10 @@ pub struct RunArgs {
     /// (default 4, or `retries` in the config)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=20))]
     pub retries: Option<u32>,
+    /// MCP servers for the agents, from a file in Claude Code's `.mcp.json`
+    /// format, besides `[mcp_servers]` in the config (docs/tools.md).
+    #[arg(long, value_name = "FILE")]
+    pub mcp_config: Option<std::path::PathBuf>,
     /// Agents running at once; excess agent() calls queue in call order.
     /// (default 16, or `concurrency` in the config)
     #[arg(long, value_name = "N",

@@ -140,6 +140,17 @@ pub fn run_spec(spec: RunSpec, env: &Env, yes: bool) -> Result<Finished, RunErro
     if progress.mode == Some(ProgressMode::Agents) {
         events = events.with_agent_lines();
     }
+    // MCP servers for the HTTP backends' agents: started once, before any
+    // agent, shared by all, stopped at the end.
+    let servers = prepared.tool_servers()?;
+    let tool_servers = if servers.is_empty() {
+        None
+    } else {
+        let started = wasmflow_mcp::client::ToolServers::start(&servers)
+            .map_err(|e| wasmflow::error::InputError::Invalid(e.to_string()))?;
+        prepared.tools = Some(started.provider());
+        Some(started)
+    };
     let mut session = prepared.open()?;
     show(session.take_notices(), quiet);
     // After the lines above: the view redraws over what follows it.
@@ -159,5 +170,9 @@ pub fn run_spec(spec: RunSpec, env: &Env, yes: bool) -> Result<Finished, RunErro
             width,
         )));
     }
-    Ok(session.run(events))
+    let finished = session.run(events);
+    if let Some(servers) = tool_servers {
+        servers.shutdown();
+    }
+    Ok(finished)
 }

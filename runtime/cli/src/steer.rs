@@ -217,6 +217,7 @@ fn feed(view: &crate::live::LiveView, e: &Value) {
                 output: n("output"),
                 cache_read: n("cache_read"),
                 cache_write: n("cache_write"),
+                tool_uses: n("tool_uses"),
             };
             view.finished(
                 id,

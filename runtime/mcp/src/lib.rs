@@ -16,6 +16,7 @@
 #![allow(deprecated)]
 
 #[cfg(feature = "http")]
+pub mod client;
 pub mod http;
 pub mod policy;
 pub mod project;

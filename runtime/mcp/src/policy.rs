@@ -182,6 +182,29 @@ fn commands_and_urls(c: &Config) -> Vec<(&'static str, &'static str)> {
     if c.openai.api_key_env.is_some() {
         out.push(("openai", "openai.api_key_env"));
     }
+    for (backend, key, command) in [
+        ("codex", "codex.command", &c.codex.command),
+        ("gemini", "gemini.command", &c.gemini.command),
+        ("qwen", "qwen.command", &c.qwen.command),
+        ("opencode", "opencode.command", &c.opencode.command),
+    ] {
+        if command.is_some() {
+            out.push((backend, key));
+        }
+    }
+    // MCP servers are command lines and URLs too, for any real backend's
+    // agents; `[tools]` may only narrow what the user's config offers.
+    if !c.mcp_servers.is_empty() {
+        out.push(("*", "mcp_servers"));
+    }
+    let t = &c.tools;
+    if t.allow.is_some()
+        || t.max_turns.is_some()
+        || t.call_timeout.is_some()
+        || t.max_result_bytes.is_some()
+    {
+        out.push(("*", "[tools] (other than deny)"));
+    }
     // What caps and confirms spending: any backend that costs money.
     if !c.prices.is_empty() {
         out.push(("*", "prices"));
@@ -226,6 +249,25 @@ mod tests {
         assert!(!p.allow_unpriced);
         assert_eq!(p.max_running_runs, MAX_RUNNING_RUNS);
         assert!(p.backend(None).unwrap_err().contains("no backend"));
+    }
+
+    #[test]
+    fn project_servers_and_tool_caps_stay_out_of_model_runs() {
+        let mut p = Policy::from_user(
+            &user("backend = \"openai\"\n[mcp]\nbackends = [\"openai\", \"sim\"]\n"),
+            &Flags::default(),
+        );
+        p.project_sets = commands_and_urls(&user(
+            "[mcp_servers.fs]\ncommand = \"npx\"\n[tools]\ndeny = [\"*write*\"]\n",
+        ));
+        let e = p.check_backends(&["openai".into()]).unwrap_err();
+        assert!(e.contains("`mcp_servers`"), "{e}");
+        assert!(p.check_backends(&["sim".into()]).is_ok());
+        // A denial only narrows: allowed.
+        p.project_sets = commands_and_urls(&user("[tools]\ndeny = [\"*write*\"]\n"));
+        assert!(p.check_backends(&["openai".into()]).is_ok());
+        p.project_sets = commands_and_urls(&user("[tools]\nmax_turns = 500\n"));
+        assert!(p.check_backends(&["openai".into()]).is_err());
     }
 
     #[test]

@@ -219,6 +219,49 @@ pub struct McpSection {
     pub max_running_runs: Option<u64>,
 }
 
+/// `[mcp_servers.NAME]`: an MCP server whose tools agents on the HTTP
+/// backends may call (and that the `claude` backend passes to Claude Code).
+/// Either a command (stdio) or a URL (streamable HTTP).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpServerSection {
+    /// The executable, found on PATH (stdio servers).
+    pub command: Option<String>,
+    /// Its arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Variables the server gets on top of PATH and HOME (its only
+    /// environment).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// The server's endpoint (streamable HTTP servers).
+    pub url: Option<String>,
+    /// Headers sent with every request to `url` (e.g. `Authorization`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// `[tools]`: which MCP tools agents are offered, and the bounds of an
+/// agent's tool loop on the HTTP backends.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolsSection {
+    /// Globs over `mcp__SERVER__TOOL`: only matching tools are offered
+    /// (default: all).
+    pub allow: Option<Vec<String>>,
+    /// Globs over `mcp__SERVER__TOOL`: never offered.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// Model replies an agent may take (default 25); `opts.maxTurns` may
+    /// lower it, never raise it.
+    pub max_turns: Option<u32>,
+    /// Longest one tool call may take, e.g. "2m" (default 120s).
+    pub call_timeout: Option<String>,
+    /// A tool result longer than this many bytes is cut, with a note to the
+    /// model (default 102400).
+    pub max_result_bytes: Option<usize>,
+}
+
 /// One configuration file, or several merged.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -278,6 +321,15 @@ pub struct Config {
     #[serde(default)]
     /// `[mcp]` settings (never merged: see [`McpSection`]).
     pub mcp: McpSection,
+    #[serde(default)]
+    /// `[mcp_servers.NAME]`: MCP servers whose tools agents may use.
+    pub mcp_servers: BTreeMap<String, McpServerSection>,
+    /// Also read the project's Claude Code `.mcp.json` (user config only:
+    /// a project cannot opt itself in).
+    pub mcp_json: Option<bool>,
+    #[serde(default)]
+    /// `[tools]` settings.
+    pub tools: ToolsSection,
 }
 
 impl Config {
@@ -298,7 +350,14 @@ impl Config {
             .map(|d| d.join("wasmflow.toml"))
             .find(|p| p.is_file())
         {
-            config = config.overlay(Config::read(&project)?);
+            let read = Config::read(&project)?;
+            if read.mcp_json.is_some() {
+                return Err(InputError::Config {
+                    path: project,
+                    reason: "mcp_json: only the user config (~/.config/wasmflow/config.toml) may opt in to reading .mcp.json files".into(),
+                });
+            }
+            config = config.overlay(read);
             files.push(project);
         }
         Ok((config, files))
@@ -373,6 +432,18 @@ impl Config {
                 crate::backend::qwen::APPROVAL_MODES.join(", ")
             )));
         }
+        for (name, server) in &config.mcp_servers {
+            crate::tools::servers::check_section(name, server).map_err(&bad)?;
+        }
+        if let Some(t) = &config.tools.call_timeout {
+            crate::limits::parse_duration(t)
+                .map_err(|e| bad(format!("tools.call_timeout: {e}")))?;
+        }
+        if config.tools.max_turns == Some(0) || config.tools.max_result_bytes == Some(0) {
+            return Err(bad(
+                "tools.max_turns and tools.max_result_bytes must be at least 1".into(),
+            ));
+        }
         if config.concurrency == Some(0) || config.max_agents == Some(0) {
             return Err(bad("concurrency and max_agents must be at least 1".into()));
         }
@@ -431,6 +502,15 @@ impl Config {
         };
         self.opencode = OpencodeSection {
             command: over.opencode.command.or(self.opencode.command),
+        };
+        self.mcp_servers.extend(over.mcp_servers);
+        self.tools = ToolsSection {
+            allow: over.tools.allow.or(self.tools.allow),
+            // Denials add up: a project cannot lift the user's.
+            deny: [self.tools.deny, over.tools.deny].concat(),
+            max_turns: over.tools.max_turns.or(self.tools.max_turns),
+            call_timeout: over.tools.call_timeout.or(self.tools.call_timeout),
+            max_result_bytes: over.tools.max_result_bytes.or(self.tools.max_result_bytes),
         };
         // `[mcp]` bounds what a model may do: the server reads each file's
         // on its own, so a project file cannot raise the user's.

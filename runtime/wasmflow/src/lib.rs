@@ -37,6 +37,7 @@ pub mod limits;
 pub mod run;
 pub mod sandbox;
 pub mod script;
+pub mod tools;
 
 pub use error::{InputError, RunError};
 pub use limits::{Limits, Sizes};

@@ -2,9 +2,15 @@
 //! (<https://docs.anthropic.com/en/api/messages>,
 //! <https://docs.anthropic.com/en/docs/build-with-claude/streaming>).
 //!
-//! A single completion without tools: the agent cannot read files or run
-//! commands. `opts.schema` goes through a forced tool whose input schema is
-//! the schema, so the reply is the tool's input. Long prompts carry a
+//! With MCP tools configured (`[mcp_servers]`), the agent loop
+//! (<https://docs.anthropic.com/en/docs/agents-and-tools/tool-use/overview>):
+//! the tools go out in `tools`, each `tool_use` block's input is put
+//! together from its `input_json_delta` fragments, the calls of a turn run
+//! at once and go back as `tool_result` blocks, until the model ends its
+//! turn or `maxTurns` is reached. Without tools, one completion.
+//! `opts.schema` goes through a tool whose input schema is the schema, so
+//! the reply is the tool's input: forced when the agent has no other
+//! tools, else offered beside them and forced as the last step. Long prompts carry a
 //! prompt-cache breakpoint before their last paragraph, where fan-outs put
 //! the item that differs, so agents sharing instructions read them from the
 //! cache.
@@ -18,6 +24,7 @@ use super::{
     AgentBackend, AgentOutput, AgentReply, AgentRequest, AgentResult, BoxFuture, PlannedModel,
     Usage,
 };
+use crate::tools::{Entry, ToolCall, Toolbox};
 
 /// The API version header every request sends.
 pub const API_VERSION: &str = "2023-06-01";
@@ -78,6 +85,7 @@ impl AnthropicSettings {
 pub struct AnthropicBackend {
     settings: Arc<AnthropicSettings>,
     client: reqwest::Client,
+    tools: Option<Arc<Toolbox>>,
 }
 
 impl AnthropicBackend {
@@ -86,7 +94,14 @@ impl AnthropicBackend {
         Ok(AnthropicBackend {
             settings: Arc::new(settings),
             client: http::client()?,
+            tools: None,
         })
+    }
+
+    /// Gives its agents these tools.
+    pub fn with_tools(mut self, tools: Option<Arc<Toolbox>>) -> AnthropicBackend {
+        self.tools = tools;
+        self
     }
 }
 
@@ -121,37 +136,109 @@ fn tool_schema(schema: &Value) -> (Value, bool) {
     }
 }
 
-/// The request body for one try.
-pub fn request_body(request: &AgentRequest, model: &str, max_tokens: u32) -> (Value, bool) {
+/// How the structured-output tool is offered in a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputTool {
+    /// No schema: not offered.
+    None,
+    /// Offered beside the agent's tools.
+    Offered,
+    /// The only choice: the model must answer through it.
+    Forced,
+}
+
+/// The request body of one turn: the conversation so far, the agent's
+/// tools and the structured-output tool. Returns whether a non-object
+/// schema was wrapped in `{value: …}`.
+pub fn request_body(
+    request: &AgentRequest,
+    model: &str,
+    max_tokens: u32,
+    messages: &[Value],
+    tools: &[Entry],
+    output_tool: OutputTool,
+) -> (Value, bool) {
     let mut body = json!({
         "model": model,
         "max_tokens": max_tokens,
         "stream": true,
-        "messages": [{"role": "user", "content": content_blocks(&request.prompt_with_feedback())}],
+        "messages": messages,
     });
+    let mut list: Vec<Value> = tools
+        .iter()
+        .map(|t| {
+            json!({
+                "name": t.api_name,
+                "description": t.info.description,
+                "input_schema": t.info.input_schema,
+            })
+        })
+        .collect();
     let mut wrapped = false;
-    if let Some(schema) = &request.schema {
+    if let Some(schema) = request
+        .schema
+        .as_ref()
+        .filter(|_| output_tool != OutputTool::None)
+    {
         let (input_schema, w) = tool_schema(&schema.value);
         wrapped = w;
-        body["tools"] = json!([{
+        list.push(json!({
             "name": OUTPUT_TOOL,
             "description": "Give your final answer by calling this tool; its input is the answer.",
             "input_schema": input_schema,
-        }]);
-        body["tool_choice"] = json!({"type": "tool", "name": OUTPUT_TOOL});
+        }));
+        if output_tool == OutputTool::Forced {
+            body["tool_choice"] = json!({"type": "tool", "name": OUTPUT_TOOL});
+        }
+    }
+    if !list.is_empty() {
+        body["tools"] = Value::Array(list);
     }
     (body, wrapped)
+}
+
+/// One content block of a streamed message.
+#[derive(Debug, Clone)]
+pub struct Block {
+    /// The block as `content_block_start` gave it.
+    pub start: Value,
+    /// Its text so far (text blocks).
+    pub text: String,
+    /// Its input JSON so far (tool-use blocks).
+    pub json: String,
+}
+
+impl Block {
+    fn kind(&self) -> &str {
+        self.start["type"].as_str().unwrap_or("")
+    }
+
+    /// The block as it goes back in the next turn's assistant message.
+    fn to_content(&self) -> Value {
+        let mut block = self.start.clone();
+        match self.kind() {
+            "text" => block["text"] = json!(self.text),
+            "tool_use" | "server_tool_use" => {
+                block["input"] = if self.json.trim().is_empty() {
+                    self.start
+                        .get("input")
+                        .cloned()
+                        .unwrap_or_else(|| json!({}))
+                } else {
+                    serde_json::from_str(&self.json).unwrap_or_else(|_| json!({}))
+                };
+            }
+            _ => {}
+        }
+        block
+    }
 }
 
 /// What one streamed message adds up to.
 #[derive(Debug, Default)]
 pub struct MessageState {
-    /// Text blocks so far.
-    pub text: String,
-    /// The forced tool's input JSON so far.
-    pub tool_json: String,
-    /// The reply used the structured-output tool.
-    pub saw_tool: bool,
+    /// Content blocks by their `index`.
+    pub blocks: std::collections::BTreeMap<u64, Block>,
     /// Usage from `message_start` and `message_delta`.
     pub usage: Usage,
     /// Why the model stopped.
@@ -167,21 +254,32 @@ impl MessageState {
         let v: Value = serde_json::from_str(data)
             .map_err(|e| TryError::malformed(format!("`{event}` event is not JSON: {e}")))?;
         let kind = v["type"].as_str().unwrap_or(event);
+        let index = v["index"].as_u64().unwrap_or(0);
         match kind {
             "message_start" => self.merge_usage(&v["message"]["usage"]),
             "content_block_start" => {
-                if v["content_block"]["type"] == "tool_use" {
-                    self.saw_tool = true;
-                } else if let Some(t) = v["content_block"]["text"].as_str() {
-                    self.text.push_str(t);
-                }
+                let start = v["content_block"].clone();
+                let text = start["text"].as_str().unwrap_or("").to_string();
+                self.blocks.insert(
+                    index,
+                    Block {
+                        start,
+                        text,
+                        json: String::new(),
+                    },
+                );
             }
             "content_block_delta" => {
                 let d = &v["delta"];
+                let block = self.blocks.entry(index).or_insert_with(|| Block {
+                    start: json!({"type": if d["type"] == "input_json_delta" { "tool_use" } else { "text" }}),
+                    text: String::new(),
+                    json: String::new(),
+                });
                 match d["type"].as_str() {
-                    Some("text_delta") => self.text.push_str(d["text"].as_str().unwrap_or("")),
-                    Some("input_json_delta") => self
-                        .tool_json
+                    Some("text_delta") => block.text.push_str(d["text"].as_str().unwrap_or("")),
+                    Some("input_json_delta") => block
+                        .json
                         .push_str(d["partial_json"].as_str().unwrap_or("")),
                     _ => {}
                 }
@@ -234,45 +332,92 @@ impl MessageState {
             .as_array()
             .ok_or_else(|| TryError::malformed("the JSON reply has no `content`"))?;
         let mut state = MessageState::default();
-        for block in blocks {
-            match block["type"].as_str() {
-                Some("text") => state.text.push_str(block["text"].as_str().unwrap_or("")),
-                Some("tool_use") => {
-                    state.saw_tool = true;
-                    state.tool_json = block["input"].to_string();
-                }
-                _ => {}
-            }
+        for (i, block) in blocks.iter().enumerate() {
+            state.blocks.insert(
+                i as u64,
+                Block {
+                    start: block.clone(),
+                    text: block["text"].as_str().unwrap_or("").to_string(),
+                    json: match block.get("input") {
+                        Some(input) if block["type"] == "tool_use" => input.to_string(),
+                        _ => String::new(),
+                    },
+                },
+            );
         }
         state.merge_usage(&v["usage"]);
         state.stop_reason = v["stop_reason"].as_str().map(String::from);
         Ok(state)
     }
 
+    /// The text blocks, joined.
+    pub fn text(&self) -> String {
+        self.blocks
+            .values()
+            .filter(|b| b.kind() == "text")
+            .map(|b| b.text.as_str())
+            .collect()
+    }
+
+    /// The structured-output tool's call, if the reply made one.
+    fn output_call(&self) -> Option<&Block> {
+        self.blocks
+            .values()
+            .find(|b| b.kind() == "tool_use" && b.start["name"] == OUTPUT_TOOL)
+    }
+
+    /// The calls of the agent's own tools.
+    pub fn tool_calls(&self) -> Vec<ToolCall> {
+        self.blocks
+            .values()
+            .filter(|b| b.kind() == "tool_use" && b.start["name"] != OUTPUT_TOOL)
+            .map(|b| ToolCall {
+                id: b.start["id"].as_str().unwrap_or_default().to_string(),
+                name: b.start["name"].as_str().unwrap_or_default().to_string(),
+                arguments: b.json.clone(),
+            })
+            .collect()
+    }
+
+    /// The reply as the next turn's assistant message content.
+    pub fn assistant_content(&self) -> Value {
+        Value::Array(
+            self.blocks
+                .values()
+                .filter(|b| !(b.kind() == "text" && b.text.is_empty()))
+                .map(Block::to_content)
+                .collect(),
+        )
+    }
+
     /// The agent's answer.
     pub fn into_reply(self, wrapped: bool, schema: bool) -> Result<AgentReply, TryError> {
-        let output = if schema && self.saw_tool {
-            let input = if self.tool_json.trim().is_empty() {
-                json!({})
-            } else {
-                serde_json::from_str::<Value>(&self.tool_json).map_err(|e| {
-                    TryError::malformed(format!("the structured output is not JSON: {e}"))
-                })?
-            };
-            let value = if wrapped {
-                input.get("value").cloned().unwrap_or(Value::Null)
-            } else {
-                input
-            };
-            AgentOutput::Json(value)
-        } else {
-            if self.stop_reason.as_deref() == Some("max_tokens") && self.text.is_empty() {
-                return Err(TryError::fail(
-                    "the reply hit max_tokens before any text (raise [anthropic] max_tokens)",
-                    super::FailureKind::Other,
-                ));
+        let output = match self.output_call().filter(|_| schema) {
+            Some(call) => {
+                let input = if call.json.trim().is_empty() {
+                    json!({})
+                } else {
+                    serde_json::from_str::<Value>(&call.json).map_err(|e| {
+                        TryError::malformed(format!("the structured output is not JSON: {e}"))
+                    })?
+                };
+                let value = if wrapped {
+                    input.get("value").cloned().unwrap_or(Value::Null)
+                } else {
+                    input
+                };
+                AgentOutput::Json(value)
             }
-            AgentOutput::Text(self.text)
+            None => {
+                let text = self.text();
+                if self.stop_reason.as_deref() == Some("max_tokens") && text.is_empty() {
+                    return Err(TryError::fail(
+                        "the reply hit max_tokens before any text (raise [anthropic] max_tokens)",
+                        super::FailureKind::Other,
+                    ));
+                }
+                AgentOutput::Text(text)
+            }
         };
         Ok(AgentReply {
             output,
@@ -281,14 +426,13 @@ impl MessageState {
     }
 }
 
-async fn one_try(
-    client: reqwest::Client,
-    settings: Arc<AnthropicSettings>,
-    request: AgentRequest,
-    model: String,
-) -> Result<AgentReply, TryError> {
-    let (body, wrapped) = request_body(&request, &model, settings.max_tokens);
-    let stall = request.stall_timeout(settings.http.stall);
+/// One turn: a streamed (or, from some gateways, whole) message.
+async fn message(
+    client: &reqwest::Client,
+    settings: &AnthropicSettings,
+    body: &Value,
+    stall: std::time::Duration,
+) -> Result<MessageState, TryError> {
     let builder = client
         .post(format!("{}/v1/messages", settings.base_url))
         .header("x-api-key", &settings.api_key)
@@ -296,15 +440,121 @@ async fn one_try(
         .header("content-type", "application/json")
         .body(body.to_string());
     let response = http::send(builder, stall).await?;
-    let state = match http::answer(response, stall).await? {
+    Ok(match http::answer(response, stall).await? {
         http::Answer::Complete(v) => MessageState::from_message(&v)?,
         http::Answer::Stream(response) => {
             let mut state = MessageState::default();
             http::read_events(response, stall, |e| state.apply(&e.event, &e.data)).await?;
             state
         }
+    })
+}
+
+/// One agent: turns until the model ends its turn without calling a tool
+/// (then, with a schema, one forced structured-output turn).
+async fn run_agent(
+    client: reqwest::Client,
+    settings: Arc<AnthropicSettings>,
+    tools: Option<Arc<Toolbox>>,
+    request: AgentRequest,
+) -> AgentResult {
+    let Some(model) = request.model.clone() else {
+        return Err(super::no_model());
     };
-    state.into_reply(wrapped, request.schema.is_some())
+    let offered = tools
+        .as_ref()
+        .map(|t| t.offered(&request))
+        .unwrap_or_default();
+    let tools = tools.filter(|_| !offered.is_empty());
+    let max_turns = tools.as_ref().map_or(1, |t| t.max_turns(&request));
+    let schema = request.schema.is_some();
+    let deadline = tokio::time::Instant::now() + settings.http.timeout;
+    let stall = request.stall_timeout(settings.http.stall);
+    let label = request.display_label();
+    let mut messages =
+        vec![json!({"role": "user", "content": content_blocks(&request.prompt_with_feedback())})];
+    let mut usage = Usage::default();
+    let mut output_tool = match (schema, tools.is_some()) {
+        (false, _) => OutputTool::None,
+        (true, false) => OutputTool::Forced,
+        (true, true) => OutputTool::Offered,
+    };
+    let mut turn = 0;
+    loop {
+        turn += 1;
+        let (body, wrapped) = request_body(
+            &request,
+            &model,
+            settings.max_tokens,
+            &messages,
+            &offered,
+            output_tool,
+        );
+        let state = http::with_retries(settings.http, deadline, &label, request.id, || {
+            message(&client, &settings, &body, stall)
+        })
+        .await
+        .map_err(|f| http::with_usage(f, usage))?;
+        let calls = state.tool_calls();
+        let Some(toolbox) = tools.as_ref().filter(|_| !calls.is_empty()) else {
+            if output_tool == OutputTool::Offered && state.output_call().is_none() {
+                // The model answered in words: ask for the answer in the
+                // schema's shape, as the last step.
+                usage += state.usage;
+                messages.push(json!({"role": "assistant", "content": state.assistant_content()}));
+                messages.push(json!({"role": "user", "content": format!("Give your final answer now by calling the {OUTPUT_TOOL} tool.")}));
+                output_tool = OutputTool::Forced;
+                continue;
+            }
+            let mut reply = state
+                .into_reply(wrapped, schema)
+                .map_err(|e| match e {
+                    TryError::Fail(f) => f,
+                    TryError::Retry { reason, kind, .. } => super::AgentFailure {
+                        reason,
+                        usage: Usage::default(),
+                        kind,
+                    },
+                })
+                .map_err(|f| http::with_usage(f, usage))?;
+            reply.usage += usage;
+            return Ok(reply);
+        };
+        usage += state.usage;
+        if turn >= max_turns {
+            return Err(http::turn_limit(max_turns, usage));
+        }
+        messages.push(json!({"role": "assistant", "content": state.assistant_content()}));
+        let results = tokio::time::timeout_at(deadline, toolbox.call_all(&offered, &calls))
+            .await
+            .map_err(|_| {
+                http::with_usage(
+                    super::AgentFailure {
+                        reason: format!(
+                            "the agent timed out after {:?} in a tool call (raise it with --agent-timeout)",
+                            settings.http.timeout
+                        ),
+                        usage: Usage::default(),
+                        kind: super::FailureKind::Other,
+                    },
+                    usage,
+                )
+            })?;
+        usage.tool_uses += calls.len() as u64;
+        let content: Vec<Value> = calls
+            .iter()
+            .zip(results)
+            .map(|(call, out)| {
+                json!({
+                    "type": "tool_result",
+                    "tool_use_id": call.id,
+                    "content": out.text,
+                    "is_error": out.is_error,
+                })
+            })
+            .collect();
+        messages.push(json!({"role": "user", "content": content}));
+    }
 }
 
 /// How messages name the server: Anthropic's own API, or a gateway that
@@ -323,12 +573,11 @@ impl AgentBackend for AnthropicBackend {
     }
 
     fn run(&self, request: AgentRequest) -> BoxFuture<'static, AgentResult> {
-        let client = self.client.clone();
-        let settings = self.settings.clone();
-        Box::pin(http::run_agent(
-            self.settings.http,
+        Box::pin(run_agent(
+            self.client.clone(),
+            self.settings.clone(),
+            self.tools.clone(),
             request,
-            move |request, model| one_try(client.clone(), settings.clone(), request, model),
         ))
     }
 
@@ -405,9 +654,55 @@ mod tests {
                 input: 10,
                 output: 12,
                 cache_read: 4000,
-                cache_write: 0
+                cache_write: 0,
+                tool_uses: 0
             }
         );
+        // Two tool_use blocks after a text block, inputs in fragments.
+        let mut s = MessageState::default();
+        for (e, d) in [
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Reading both."}}"#,
+            ),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_a","name":"mcp__fs__read_text_file","input":{}}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"path\": "}}"#,
+            ),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_b","name":"mcp__fs__read_text_file","input":{}}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"\"a.txt\"}"}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"path\": \"b.txt\"}"}}"#,
+            ),
+        ] {
+            s.apply(e, d).unwrap();
+        }
+        let calls = s.tool_calls();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(
+            (calls[0].id.as_str(), calls[0].arguments.as_str()),
+            ("toolu_a", r#"{"path": "a.txt"}"#)
+        );
+        assert_eq!(calls[1].arguments, r#"{"path": "b.txt"}"#);
+        let content = s.assistant_content();
+        assert_eq!(content[0], json!({"type": "text", "text": "Reading both."}));
+        assert_eq!(content[1]["input"], json!({"path": "a.txt"}));
+        assert_eq!(content[2]["id"], "toolu_b");
         let mut s = MessageState::default();
         assert!(matches!(
             s.apply(

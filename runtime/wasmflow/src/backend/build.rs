@@ -22,6 +22,7 @@ use crate::run::launch::Notices;
 use crate::run::spec::RunSpec;
 use crate::sandbox::host::Routing;
 use crate::script::Script;
+use crate::tools::Toolbox;
 
 /// Options that change what an agent may do with tools; an HTTP backend
 /// has none to give.
@@ -56,17 +57,39 @@ pub fn backend_names(
     names
 }
 
+/// What building a run's backends takes besides its name.
+pub struct BuildContext<'a> {
+    /// The run.
+    pub spec: &'a RunSpec,
+    /// The merged configuration.
+    pub config: &'a Config,
+    /// The script (its `[models]` aliases route agents).
+    pub script: &'a Script,
+    /// The default model alias.
+    pub default_model: Option<&'a str>,
+    /// Wall clock per agent.
+    pub agent_timeout: Duration,
+    /// Tools for the HTTP backends' agents.
+    pub tools: Option<Arc<Toolbox>>,
+}
+
 /// The backend the run talks to: `name`'s, plus any that `[models]`
 /// aliases the script names route to.
 pub fn build(
-    spec: &RunSpec,
+    cx: &BuildContext<'_>,
     name: &str,
-    config: &Config,
-    script: &Script,
-    default_model: Option<&str>,
-    agent_timeout: Duration,
     notices: &mut Notices,
 ) -> Result<Arc<dyn AgentBackend>, InputError> {
+    let BuildContext {
+        spec,
+        config,
+        script,
+        default_model,
+        agent_timeout,
+        tools,
+    } = cx;
+    let (spec, config, script, default_model, agent_timeout) =
+        (*spec, *config, *script, *default_model, *agent_timeout);
     if !BACKENDS.contains(&name) {
         return Err(InputError::Invalid(format!(
             "unknown backend `{name}`; available: {}",
@@ -88,13 +111,33 @@ pub fn build(
     for n in &names {
         backends.insert(
             n.clone(),
-            one(spec, n, n == name, config, agent_timeout, notices)?,
+            one(
+                spec,
+                n,
+                n == name,
+                config,
+                agent_timeout,
+                tools.clone(),
+                notices,
+            )?,
         );
     }
     for http in names.iter().filter(|n| *n == "anthropic" || *n == "openai") {
+        if let Some(t) = tools.as_ref().filter(|t| !t.entries().is_empty()) {
+            let mut servers: Vec<&str> =
+                t.entries().iter().map(|e| e.info.server.as_str()).collect();
+            servers.dedup();
+            notices.note(format!(
+                "wasmflow: agents on {http} may call {} from MCP server{} {}",
+                crate::run::launch::plural(t.entries().len() as u64, "tool"),
+                if servers.len() == 1 { "" } else { "s" },
+                servers.join(", ")
+            ));
+            continue;
+        }
         let uses_tools = TOOL_OPTIONS.iter().any(|o| script.source.contains(o));
         let text = format!(
-            "the {http} backend sends single completions without tools: its agents cannot read files, run commands or edit code; route such work to the claude or exec backend"
+            "the {http} backend's agents have no tools: they cannot read files, run commands or edit code; give them MCP servers ([mcp_servers] in wasmflow.toml, docs/tools.md) or route such work to the claude or exec backend"
         );
         if uses_tools {
             notices.warning(format!(
@@ -153,6 +196,7 @@ fn one(
     is_default: bool,
     config: &Config,
     agent_timeout: Duration,
+    tools: Option<Arc<Toolbox>>,
     notices: &mut Notices,
 ) -> Result<Arc<dyn AgentBackend>, InputError> {
     let (stall, retry_base) = durations(config)?;
@@ -184,6 +228,25 @@ fn one(
             let cwd = std::env::current_dir().map_err(|e| {
                 InputError::Invalid(format!("cannot read the working directory: {e}"))
             })?;
+            let servers = crate::tools::servers::configured(
+                config,
+                &cwd,
+                spec.backend.mcp_config.as_deref(),
+            )?;
+            let mcp_config = if servers.is_empty() {
+                None
+            } else {
+                Some(Arc::new(
+                    crate::tools::servers::ClaudeMcpConfig::write(&servers).map_err(|e| {
+                        InputError::Invalid(format!(
+                            "cannot write the MCP server list for Claude Code: {e}"
+                        ))
+                    })?,
+                ))
+            };
+            // `[tools] deny` holds for Claude Code's agents too.
+            let mut disallowed_tools = config.claude.disallowed_tools.clone();
+            disallowed_tools.extend(config.tools.deny.iter().cloned());
             Arc::new(crate::backend::claude::backend(ClaudeSettings {
                 command: config
                     .claude
@@ -191,10 +254,11 @@ fn one(
                     .clone()
                     .unwrap_or_else(|| "claude".into()),
                 allowed_tools: config.claude.allowed_tools.clone(),
-                disallowed_tools: config.claude.disallowed_tools.clone(),
+                disallowed_tools,
                 timeout: agent_timeout,
                 stall: stall.unwrap_or(Duration::from_secs(600)),
                 cwd,
+                mcp_config,
             }))
         }
         "codex" => {
@@ -264,12 +328,14 @@ fn one(
         "anthropic" => Arc::new(
             AnthropicSettings::from_env(&config.anthropic, http)
                 .and_then(AnthropicBackend::new)
-                .map_err(InputError::Invalid)?,
+                .map_err(InputError::Invalid)?
+                .with_tools(tools),
         ),
         "openai" => Arc::new(
             OpenAiSettings::from_env(&config.openai, http)
                 .and_then(OpenAiBackend::new)
-                .map_err(InputError::Invalid)?,
+                .map_err(InputError::Invalid)?
+                .with_tools(tools),
         ),
         _ => sim(
             spec,

@@ -18,6 +18,7 @@
 //! when nothing changed, kept and reported when something did.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -43,6 +44,8 @@ pub struct ClaudeSettings {
     pub stall: Duration,
     /// Where agents run (worktrees come from its repository).
     pub cwd: PathBuf,
+    /// The configured MCP servers, as a `--mcp-config` file.
+    pub mcp_config: Option<Arc<crate::tools::servers::ClaudeMcpConfig>>,
 }
 
 /// The Claude Code CLI as a [`CliTool`].
@@ -96,6 +99,9 @@ pub fn arguments(
     if let Some(session) = resume {
         flag("--resume", session);
     }
+    if let Some(file) = &settings.mcp_config {
+        flag("--mcp-config", &file.path.to_string_lossy());
+    }
     // Each tool is its own argument: patterns such as `Bash(git log:*)`
     // hold spaces. The lists come last; nothing positional follows.
     if !settings.allowed_tools.is_empty() {
@@ -135,6 +141,8 @@ pub struct StreamState {
     pub result: Option<Value>,
     /// Lines that were not JSON, for the failure message.
     pub stray: Vec<String>,
+    /// `tool_use` blocks in the agent's assistant messages.
+    pub tool_uses: u64,
 }
 
 impl StreamState {
@@ -159,6 +167,11 @@ impl StreamParser for StreamState {
         };
         if let Some(s) = v["session_id"].as_str() {
             self.session = Some(s.to_string());
+        }
+        if v["type"] == "assistant"
+            && let Some(blocks) = v["message"]["content"].as_array()
+        {
+            self.tool_uses += blocks.iter().filter(|b| b["type"] == "tool_use").count() as u64;
         }
         if v["type"] == "result" {
             self.result = Some(v);
@@ -194,6 +207,7 @@ impl StreamParser for StreamState {
             output: n("output_tokens"),
             cache_read: n("cache_read_input_tokens"),
             cache_write: n("cache_creation_input_tokens"),
+            tool_uses: self.tool_uses,
         };
         // Qwen Code puts a failure's words in `error.message` instead.
         let text = r["result"]
@@ -307,6 +321,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             stall: Duration::from_secs(1),
             cwd: PathBuf::from("."),
+            mcp_config: None,
         };
         let r = request(serde_json::json!({
             "effort": "low", "agentType": "reviewer", "disallowedTools": ["Bash(rm:*)"]
@@ -318,6 +333,34 @@ mod tests {
              --model claude-haiku-4-5 --effort low --agent reviewer --resume s-1 \
              --allowedTools Read Bash(git log:*) --disallowedTools WebFetch Bash(rm:*)"
         );
+        // The configured MCP servers, in a file of Claude Code's format
+        // (a variadic flag: followed by flags, never by a bare word).
+        let servers = [crate::tools::servers::ServerSpec {
+            name: "fs".into(),
+            transport: crate::tools::servers::Transport::Stdio {
+                command: "npx".into(),
+                args: vec!["-y".into(), "server".into()],
+                env: Default::default(),
+                cwd: PathBuf::from("."),
+            },
+            origin: "test".into(),
+        }];
+        let file = Arc::new(crate::tools::servers::ClaudeMcpConfig::write(&servers).unwrap());
+        let path = file.path.clone();
+        let written: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(written["mcpServers"]["fs"]["command"], "npx");
+        let with = ClaudeSettings {
+            mcp_config: Some(file),
+            ..settings
+        };
+        let args = arguments(&with, &r, None).join(" ");
+        assert!(
+            args.contains(&format!("--mcp-config {} --allowedTools", path.display())),
+            "{args}"
+        );
+        drop(with);
+        assert!(!path.exists(), "the file goes away with the backend");
     }
 
     #[test]
@@ -325,6 +368,7 @@ mod tests {
         let mut s = StreamState::default();
         s.line(r#"{"type":"system","subtype":"init","session_id":"abc"}"#);
         s.line("not json");
+        s.line(r#"{"type":"assistant","message":{"content":[{"type":"text","text":"reading"},{"type":"tool_use","id":"t1","name":"Read","input":{}},{"type":"tool_use","id":"t2","name":"mcp__fs__read_file","input":{}}]},"session_id":"abc"}"#);
         s.line(r#"{"type":"result","subtype":"success","is_error":false,"result":"hi","session_id":"abc","usage":{"input_tokens":3,"output_tokens":2,"cache_read_input_tokens":7,"cache_creation_input_tokens":1}}"#);
         assert_eq!(s.session.as_deref(), Some("abc"));
         let r = s.outcome().unwrap();
@@ -335,7 +379,8 @@ mod tests {
                 input: 3,
                 output: 2,
                 cache_read: 7,
-                cache_write: 1
+                cache_write: 1,
+                tool_uses: 2
             }
         );
         let mut s = StreamState::default();

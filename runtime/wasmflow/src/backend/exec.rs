@@ -60,6 +60,7 @@ pub fn parse_reply(stdout: &str) -> AgentResult {
             output: n("output"),
             cache_read: n("cache_read"),
             cache_write: n("cache_write"),
+            tool_uses: n("tool_uses"),
         }
     };
     if let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(stdout.trim()) {

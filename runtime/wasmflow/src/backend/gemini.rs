@@ -157,6 +157,7 @@ impl StreamParser for GeminiStream {
                     output: n("output_tokens"),
                     cache_read: cached,
                     cache_write: 0,
+                    tool_uses: 0,
                 };
                 self.result = Some(if v["status"] == "success" {
                     Ok(())

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::retry::{RetryPolicy, retry_after};
 use super::sse::{SseEvent, SseParser};
-use super::{AgentFailure, AgentReply, AgentRequest, AgentResult, FailureKind, Usage};
+use super::{AgentFailure, FailureKind, Usage};
 
 /// Timeouts and retries of one HTTP backend.
 #[derive(Debug, Clone, Copy)]
@@ -318,18 +318,18 @@ pub async fn read_events(
 }
 
 /// Runs tries until one answers, a failure is final, the retries are
-/// spent, or the agent's wall clock runs out.
-pub async fn with_retries<F, Fut>(
+/// spent, or `deadline` (the agent's wall clock) passes.
+pub async fn with_retries<T, F, Fut>(
     options: HttpOptions,
+    deadline: tokio::time::Instant,
     agent: &str,
     seed: u64,
     mut attempt: F,
-) -> AgentResult
+) -> Result<T, AgentFailure>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<AgentReply, TryError>>,
+    Fut: Future<Output = Result<T, TryError>>,
 {
-    let deadline = tokio::time::Instant::now() + options.timeout;
     let timed_out = || AgentFailure {
         reason: format!(
             "the agent timed out after {:?} (raise it with --agent-timeout)",
@@ -386,25 +386,21 @@ where
     }
 }
 
-/// Runs one agent on an HTTP backend: the model routing chose, then tries
-/// of `attempt` with retries.
-pub async fn run_agent<F, Fut>(
-    options: HttpOptions,
-    request: AgentRequest,
-    attempt: F,
-) -> AgentResult
-where
-    F: Fn(AgentRequest, String) -> Fut,
-    Fut: Future<Output = Result<AgentReply, TryError>>,
-{
-    let Some(model) = request.model.clone() else {
-        return Err(super::no_model());
-    };
-    let label = request.display_label();
-    with_retries(options, &label, request.id, || {
-        attempt(request.clone(), model.clone())
-    })
-    .await
+/// The failure of an agent that was still calling tools at its last turn.
+pub fn turn_limit(max_turns: u32, usage: Usage) -> AgentFailure {
+    AgentFailure {
+        reason: format!(
+            "the agent reached its turn limit ({max_turns} model replies) while still calling tools (raise opts.maxTurns or [tools] max_turns)"
+        ),
+        usage,
+        kind: FailureKind::Other,
+    }
+}
+
+/// Adds what earlier turns used to a failure's usage.
+pub fn with_usage(mut failure: AgentFailure, earlier: Usage) -> AgentFailure {
+    failure.usage += earlier;
+    failure
 }
 
 /// A base URL without its trailing slash.

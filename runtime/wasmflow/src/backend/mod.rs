@@ -131,6 +131,13 @@ pub struct Usage {
     pub cache_read: u64,
     /// Input tokens written to the prompt cache.
     pub cache_write: u64,
+    /// Tool calls the agent made (MCP tools on the HTTP backends).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tool_uses: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Usage {
@@ -150,6 +157,7 @@ impl std::ops::AddAssign for Usage {
         self.output += other.output;
         self.cache_read += other.cache_read;
         self.cache_write += other.cache_write;
+        self.tool_uses += other.tool_uses;
     }
 }
 

@@ -3,9 +3,15 @@
 //! <https://platform.openai.com/docs/api-reference/chat-streaming>) and as
 //! Ollama, vLLM and llama.cpp serve them.
 //!
-//! A single completion without tools. `opts.schema` goes through
-//! `response_format: {type: "json_schema"}`; usage comes from the last
-//! chunk (`stream_options.include_usage`).
+//! With MCP tools configured (`[mcp_servers]`), the agent loop: the tools
+//! go out as `tools: [{type: "function", …}]`, streamed `tool_calls` are
+//! put together from their fragments (by `index`, several interleaved),
+//! run, and sent back as `role: "tool"` messages until the model answers
+//! without calling one or `maxTurns` is reached
+//! (<https://platform.openai.com/docs/guides/function-calling>). Without
+//! tools, one completion. `opts.schema` goes through `response_format:
+//! {type: "json_schema"}`; usage comes from each turn's last chunk
+//! (`stream_options.include_usage`) and is summed over the turns.
 
 use std::sync::Arc;
 
@@ -16,6 +22,7 @@ use super::{
     AgentBackend, AgentOutput, AgentReply, AgentRequest, AgentResult, BoxFuture, FailureKind,
     PlannedModel, Usage,
 };
+use crate::tools::{Entry, ToolCall, Toolbox};
 
 const PUBLIC_API: &str = "https://api.openai.com/v1";
 
@@ -74,6 +81,7 @@ impl OpenAiSettings {
 pub struct OpenAiBackend {
     settings: Arc<OpenAiSettings>,
     client: reqwest::Client,
+    tools: Option<Arc<Toolbox>>,
 }
 
 impl OpenAiBackend {
@@ -82,20 +90,45 @@ impl OpenAiBackend {
         Ok(OpenAiBackend {
             settings: Arc::new(settings),
             client: http::client()?,
+            tools: None,
         })
+    }
+
+    /// Gives its agents these tools.
+    pub fn with_tools(mut self, tools: Option<Arc<Toolbox>>) -> OpenAiBackend {
+        self.tools = tools;
+        self
     }
 }
 
-/// The request body for one try.
-pub fn request_body(request: &AgentRequest, model: &str, max_tokens: Option<u32>) -> Value {
+/// The request body of one turn: the conversation so far and the tools.
+pub fn request_body(
+    request: &AgentRequest,
+    model: &str,
+    max_tokens: Option<u32>,
+    messages: &[Value],
+    tools: &[Entry],
+) -> Value {
     let mut body = json!({
         "model": model,
-        "messages": [{"role": "user", "content": request.prompt_with_feedback()}],
+        "messages": messages,
         "stream": true,
         "stream_options": {"include_usage": true},
     });
     if let Some(n) = max_tokens {
         body["max_tokens"] = json!(n);
+    }
+    if !tools.is_empty() {
+        body["tools"] = tools
+            .iter()
+            .map(|t| {
+                json!({"type": "function", "function": {
+                    "name": t.api_name,
+                    "description": t.info.description,
+                    "parameters": t.info.input_schema,
+                }})
+            })
+            .collect();
     }
     if let Some(schema) = &request.schema {
         body["response_format"] = json!({
@@ -115,6 +148,8 @@ pub struct CompletionState {
     pub usage: Usage,
     /// Why the model stopped.
     pub finish_reason: Option<String>,
+    /// Tool calls by their `index`: id, name and arguments so far.
+    pub calls: std::collections::BTreeMap<u64, ToolCall>,
 }
 
 impl CompletionState {
@@ -136,6 +171,29 @@ impl CompletionState {
             for c in choices {
                 if let Some(t) = c["delta"]["content"].as_str() {
                     self.text.push_str(t);
+                }
+                for (n, call) in c["delta"]["tool_calls"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    let index = call["index"].as_u64().unwrap_or(n as u64);
+                    let entry = self.calls.entry(index).or_insert_with(|| ToolCall {
+                        id: String::new(),
+                        name: String::new(),
+                        arguments: String::new(),
+                    });
+                    if let Some(id) = call["id"].as_str() {
+                        entry.id = id.to_string();
+                    }
+                    let f = &call["function"];
+                    if let Some(name) = f["name"].as_str() {
+                        entry.name.push_str(name);
+                    }
+                    if let Some(a) = f["arguments"].as_str() {
+                        entry.arguments.push_str(a);
+                    }
                 }
                 if let Some(r) = c["finish_reason"].as_str() {
                     self.finish_reason = Some(r.to_string());
@@ -159,6 +217,7 @@ impl CompletionState {
                 output: u["completion_tokens"].as_u64().unwrap_or(0),
                 cache_read: cached,
                 cache_write: 0,
+                tool_uses: 0,
             };
         }
     }
@@ -174,6 +233,25 @@ impl CompletionState {
             if let Some(t) = c["message"]["content"].as_str() {
                 state.text.push_str(t);
             }
+            for (n, call) in c["message"]["tool_calls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let f = &call["function"];
+                state.calls.insert(
+                    n as u64,
+                    ToolCall {
+                        id: call["id"].as_str().unwrap_or_default().to_string(),
+                        name: f["name"].as_str().unwrap_or_default().to_string(),
+                        arguments: match &f["arguments"] {
+                            Value::String(a) => a.clone(),
+                            other => other.to_string(),
+                        },
+                    },
+                );
+            }
             if let Some(r) = c["finish_reason"].as_str() {
                 state.finish_reason = Some(r.to_string());
             }
@@ -183,14 +261,13 @@ impl CompletionState {
     }
 }
 
-async fn one_try(
-    client: reqwest::Client,
-    settings: Arc<OpenAiSettings>,
-    request: AgentRequest,
-    model: String,
-) -> Result<AgentReply, TryError> {
-    let body = request_body(&request, &model, settings.max_tokens);
-    let stall = request.stall_timeout(settings.http.stall);
+/// One turn: a streamed (or, from some gateways, whole) completion.
+async fn completion(
+    client: &reqwest::Client,
+    settings: &OpenAiSettings,
+    body: &Value,
+    stall: std::time::Duration,
+) -> Result<CompletionState, TryError> {
     let mut builder = client
         .post(format!("{}/chat/completions", settings.base_url))
         .header("content-type", "application/json")
@@ -199,28 +276,104 @@ async fn one_try(
         builder = builder.bearer_auth(key);
     }
     let response = http::send(builder, stall).await?;
-    let state = match http::answer(response, stall).await? {
+    Ok(match http::answer(response, stall).await? {
         http::Answer::Complete(v) => CompletionState::from_completion(&v)?,
         http::Answer::Stream(response) => {
             let mut state = CompletionState::default();
             http::read_events(response, stall, |e| state.apply(&e.data)).await?;
             state
         }
+    })
+}
+
+/// One agent: turns until the model answers without calling a tool.
+async fn run_agent(
+    client: reqwest::Client,
+    settings: Arc<OpenAiSettings>,
+    tools: Option<Arc<Toolbox>>,
+    request: AgentRequest,
+) -> AgentResult {
+    let Some(model) = request.model.clone() else {
+        return Err(super::no_model());
     };
-    let output = if request.schema.is_some() {
-        match serde_json::from_str::<Value>(state.text.trim()) {
+    let offered = tools
+        .as_ref()
+        .map(|t| t.offered(&request))
+        .unwrap_or_default();
+    let tools = tools.filter(|_| !offered.is_empty());
+    let max_turns = tools.as_ref().map_or(1, |t| t.max_turns(&request));
+    let deadline = tokio::time::Instant::now() + settings.http.timeout;
+    let stall = request.stall_timeout(settings.http.stall);
+    let label = request.display_label();
+    let mut messages = vec![json!({"role": "user", "content": request.prompt_with_feedback()})];
+    let mut usage = Usage::default();
+    for turn in 1..=max_turns {
+        let body = request_body(&request, &model, settings.max_tokens, &messages, &offered);
+        let state = http::with_retries(settings.http, deadline, &label, request.id, || {
+            completion(&client, &settings, &body, stall)
+        })
+        .await
+        .map_err(|f| http::with_usage(f, usage))?;
+        usage += state.usage;
+        let calls: Vec<ToolCall> = state.calls.into_values().collect();
+        let Some(toolbox) = tools.as_ref().filter(|_| !calls.is_empty()) else {
+            return Ok(AgentReply {
+                output: output(state.text, request.schema.is_some()),
+                usage,
+            });
+        };
+        if turn == max_turns {
+            break;
+        }
+        messages.push(json!({
+            "role": "assistant",
+            "content": if state.text.is_empty() { Value::Null } else { json!(state.text) },
+            "tool_calls": calls.iter().map(|c| json!({
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": c.arguments},
+            })).collect::<Vec<_>>(),
+        }));
+        let results = tokio::time::timeout_at(deadline, toolbox.call_all(&offered, &calls))
+            .await
+            .map_err(|_| {
+                http::with_usage(
+                    super::AgentFailure {
+                        reason: format!(
+                            "the agent timed out after {:?} in a tool call (raise it with --agent-timeout)",
+                            settings.http.timeout
+                        ),
+                        usage: Usage::default(),
+                        kind: FailureKind::Other,
+                    },
+                    usage,
+                )
+            })?;
+        usage.tool_uses += calls.len() as u64;
+        for (call, out) in calls.iter().zip(results) {
+            let content = if out.is_error {
+                format!("Error: {}", out.text)
+            } else {
+                out.text
+            };
+            messages.push(json!({"role": "tool", "tool_call_id": call.id, "content": content}));
+        }
+    }
+    Err(http::turn_limit(max_turns, usage))
+}
+
+/// The agent's answer from its final text.
+fn output(text: String, schema: bool) -> AgentOutput {
+    if schema {
+        match serde_json::from_str::<Value>(text.trim()) {
             Ok(v) => AgentOutput::Json(v),
             // Servers that ignore response_format: the schema check sends
             // the errors back on the next try.
-            Err(_) => AgentOutput::Text(state.text),
+            Err(_) => AgentOutput::Text(text),
         }
     } else {
-        AgentOutput::Text(state.text)
-    };
-    Ok(AgentReply {
-        output,
-        usage: state.usage,
-    })
+        AgentOutput::Text(text)
+    }
 }
 
 impl AgentBackend for OpenAiBackend {
@@ -229,12 +382,11 @@ impl AgentBackend for OpenAiBackend {
     }
 
     fn run(&self, request: AgentRequest) -> BoxFuture<'static, AgentResult> {
-        let client = self.client.clone();
-        let settings = self.settings.clone();
-        Box::pin(http::run_agent(
-            self.settings.http,
+        Box::pin(run_agent(
+            self.client.clone(),
+            self.settings.clone(),
+            self.tools.clone(),
             request,
-            move |request, model| one_try(client.clone(), settings.clone(), request, model),
         ))
     }
 
@@ -278,10 +430,34 @@ mod tests {
                 input: 12,
                 output: 2,
                 cache_read: 8,
-                cache_write: 0
+                cache_write: 0,
+                tool_uses: 0
             }
         );
         assert!(matches!(s.apply("{}"), Err(TryError::Fail(_))));
         assert!(matches!(s.apply("nope"), Err(TryError::Fail(_))));
+    }
+
+    #[test]
+    fn interleaved_tool_call_fragments_come_together() {
+        // As OpenAI streams two calls in one turn: the first chunk of each
+        // carries its id and name, later ones only `index` and fragments.
+        let mut s = CompletionState::default();
+        for d in [
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"mcp__fs__read_text_file","arguments":""}}]},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","type":"function","function":{"name":"mcp__fs__read_text_file","arguments":"{\"pa"}}]},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"path\": \"a"}}]},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":"th\": \"b.txt\"}"}}]},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":".txt\"}"}}]},"finish_reason":"tool_calls"}]}"#,
+        ] {
+            s.apply(d).unwrap();
+        }
+        let calls: Vec<ToolCall> = s.calls.into_values().collect();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].id, "call_a");
+        assert_eq!(calls[0].arguments, r#"{"path": "a.txt"}"#);
+        assert_eq!(calls[1].id, "call_b");
+        assert_eq!(calls[1].arguments, r#"{"path": "b.txt"}"#);
+        assert_eq!(s.finish_reason.as_deref(), Some("tool_calls"));
     }
 }

@@ -327,6 +327,7 @@ impl AgentBackend for SimBackend {
                 output: u.output,
                 cache_read: u.cache_read,
                 cache_write: u.cache_write,
+                tool_uses: 0,
             })
             .unwrap_or_else(|| {
                 Usage::new(

@@ -203,6 +203,9 @@ pub struct Prepared {
     pub default_model: Option<String>,
     /// What the user should be told before the run starts.
     pub notices: Notices,
+    /// Tools for agents on the HTTP backends (MCP servers the caller
+    /// started, see [`Prepared::tool_servers`]).
+    pub tools: Option<Arc<dyn crate::tools::ToolProvider>>,
     started: Instant,
 }
 
@@ -280,6 +283,7 @@ pub fn prepare_with(
         backend_name,
         default_model,
         notices,
+        tools: None,
         started,
     })
 }
@@ -405,6 +409,24 @@ impl Prepared {
             &self.config,
             self.default_model.as_deref(),
             &self.script,
+        )
+    }
+
+    /// The MCP servers this run's agents use: configured ones, when the
+    /// run can send agents to an HTTP backend (the `claude` backend gets
+    /// them from its own configuration file). Empty: start none.
+    pub fn tool_servers(&self) -> Result<Vec<crate::tools::servers::ServerSpec>, InputError> {
+        let http = self
+            .backends_used()
+            .iter()
+            .any(|b| b == "anthropic" || b == "openai");
+        if !http {
+            return Ok(Vec::new());
+        }
+        crate::tools::servers::configured(
+            &self.config,
+            &self.env.cwd,
+            self.spec.backend.mcp_config.as_deref(),
         )
     }
 
@@ -546,15 +568,25 @@ impl Prepared {
     fn checked_backend(&mut self) -> Result<Arc<dyn crate::backend::AgentBackend>, RunError> {
         crate::config::refuse_if_disabled(&self.env.cwd, self.env.home.as_deref())?;
         let agent_timeout = self.agent_timeout()?;
-        let backend = crate::backend::build::build(
-            &self.spec,
-            &self.backend_name,
-            &self.config,
-            &self.script,
-            self.default_model.as_deref(),
+        let toolbox = match &self.tools {
+            Some(provider) => Some(Arc::new(
+                crate::tools::Toolbox::new(
+                    provider.clone(),
+                    crate::tools::ToolSettings::from_config(&self.config.tools)?,
+                )
+                .map_err(InputError::Invalid)?,
+            )),
+            None => None,
+        };
+        let cx = crate::backend::build::BuildContext {
+            spec: &self.spec,
+            config: &self.config,
+            script: &self.script,
+            default_model: self.default_model.as_deref(),
             agent_timeout,
-            &mut self.notices,
-        )?;
+            tools: toolbox,
+        };
+        let backend = crate::backend::build::build(&cx, &self.backend_name, &mut self.notices)?;
         // What would fail every agent (a missing key, a dead server, a typo
         // in a model name) is found before the run directory exists:
         // nothing that did not start may look resumable.
@@ -619,6 +651,9 @@ impl Prepared {
         let cwd = &self.env.cwd;
         let sim = &mut self.spec.backend.sim;
         for path in [&mut sim.rules, &mut sim.trace].into_iter().flatten() {
+            *path = cwd.join(&*path);
+        }
+        if let Some(path) = &mut self.spec.backend.mcp_config {
             *path = cwd.join(&*path);
         }
         // Where output went belongs to the session that asked.

@@ -163,6 +163,10 @@ pub struct BackendSpec {
     /// HTTP backends: retries after 429, 5xx and network errors.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
+    /// A Claude Code `.mcp.json`-format file of MCP servers for the
+    /// agents (`--mcp-config`), besides `[mcp_servers]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mcp_config: Option<PathBuf>,
     /// The simulated backend.
     pub sim: SimSpec,
 }

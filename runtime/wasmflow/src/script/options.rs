@@ -16,6 +16,9 @@ pub const KNOWN: &[&str] = &[
     "disallowedTools",
     "bashCommandClamp",
     "stallMs",
+    // A wasmflow extension: the HTTP backends' tool loop (Claude Code's
+    // own agents take their turn limit from Claude Code).
+    "maxTurns",
 ];
 
 const EFFORTS: &[&str] = &["low", "medium", "high", "xhigh", "max"];
@@ -34,6 +37,7 @@ pub fn check(options: &Map<String, Value>) -> Result<Vec<String>, String> {
                 .is_some_and(|a| a.iter().all(Value::is_string)),
             "bashCommandClamp" => value.is_number() || value.is_boolean() || value.is_string(),
             "stallMs" => value.as_f64().is_some_and(|n| n > 0.0),
+            "maxTurns" => value.as_u64().is_some_and(|n| n >= 1),
             _ => {
                 unknown.push(key.clone());
                 true
@@ -53,6 +57,7 @@ fn expected(key: &str, value: &Value) -> String {
         "isolation" => "'worktree'".to_string(),
         "disallowedTools" => "an array of tool names".to_string(),
         "stallMs" => "a positive number of milliseconds".to_string(),
+        "maxTurns" => "a whole number of model replies, at least 1".to_string(),
         "bashCommandClamp" => "a number, boolean or string".to_string(),
         _ => "a string".to_string(),
     };
