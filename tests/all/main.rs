@@ -32,5 +32,6 @@ mod rough_edges;
 mod routing;
 mod run_spec;
 mod script_results;
+mod server_tools;
 mod sim_backend;
 mod steering;

@@ -678,3 +678,239 @@ fn structured_output_comes_last_after_tool_use() {
         }
     }
 }
+
+/// A streamable-HTTP MCP server (`wasmflow mcp --listen`, behind its bearer
+/// token) reached through `url` and `headers`, with `${VAR}` expanded.
+#[test]
+fn a_streamable_http_server_with_headers() {
+    let project = temp_dir("http-server-project");
+    let token = "bench-token-0123456789abcdef";
+    let mut child = support::wasmflow()
+        .args(["mcp", "--listen", "127.0.0.1:0", "--project"])
+        .arg(&project)
+        .env("WASMFLOW_MCP_TOKEN", token)
+        .env("HOME", &project)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let url = loop {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
+            "wasmflow mcp ended before serving"
+        );
+        if let Some(rest) = line.trim().strip_prefix("wasmflow mcp: serving MCP at ") {
+            break rest.to_string();
+        }
+    };
+    let server = model("openai", |body| {
+        let results = tool_results(body);
+        if results.is_empty() {
+            Move::Call(vec![("mcp__wf__workflow_list".into(), json!({}))])
+        } else {
+            Move::Say(results[0].0.clone())
+        }
+    });
+    let dir = temp_dir("http-server");
+    std::fs::write(
+        dir.join("wasmflow.toml"),
+        format!(
+            r#"backend = "openai"
+default_model = "{MODEL}"
+[openai]
+base_url = "{}/v1"
+[mcp_servers.wf]
+url = "{url}"
+headers = {{ Authorization = "Bearer ${{WF_TOKEN}}" }}
+"#,
+            server.url
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("flow.js"),
+        r#"return await agent("list the workflows");"#,
+    )
+    .unwrap();
+    let out = run_env(
+        &dir,
+        "flow.js",
+        &["--yes", "--json", "--quiet"],
+        &[("WF_TOKEN", token)],
+    );
+    // A wrong token: the server refuses, before any agent.
+    let bad = run_env(
+        &dir,
+        "flow.js",
+        &["--yes", "--json", "--quiet"],
+        &[("WF_TOKEN", "not-the-token-at-all")],
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let said = out.json()["result"].as_str().unwrap().to_string();
+    // The server's answer, whole: its bundled workflows.
+    assert!(said.contains("\"name\":\"deep-research\""), "{said}");
+    assert!(offered(&turns(&server)[0]).contains(&"mcp__wf__workflow_run".to_string()));
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("`wf`"), "{}", bad.stderr);
+}
+
+/// A server that crashes mid-run (the filesystem server under a wrapper
+/// that dies at its second call) fails only the calls made to it, with its
+/// last words; it is restarted once; the run goes on; its stderr is kept in
+/// the run directory.
+#[test]
+fn a_crashing_server_fails_only_its_calls_and_restarts_once() {
+    let dir_cell = std::sync::Arc::new(std::sync::OnceLock::<PathBuf>::new());
+    let d = dir_cell.clone();
+    let server = model("openai", move |body| {
+        let dir = d.get().unwrap();
+        let read = |server: &str, file: &str| {
+            (
+                format!("mcp__{server}__read_text_file"),
+                json!({"path": dir.join(file)}),
+            )
+        };
+        let turn = body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] == "assistant")
+            .count();
+        match turn {
+            0 => Move::Call(vec![read("flaky", "a.txt")]),
+            1 => Move::Call(vec![read("flaky", "b.txt"), read("fs", "b.txt")]),
+            2..=4 => Move::Call(vec![read("flaky", "a.txt")]),
+            _ => {
+                // Every result the agent saw, in order.
+                let all: Vec<String> = body["messages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|m| m["role"] == "tool")
+                    .map(|m| m["content"].as_str().unwrap_or("").to_string())
+                    .collect();
+                Move::Say(serde_json::to_string(&all).unwrap())
+            }
+        }
+    });
+    let wrapper = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/tools/crash_after.py");
+    let dir = project(
+        "crash",
+        "openai",
+        &server,
+        &format!(
+            "\n[mcp_servers.flaky]\ncommand = \"python3\"\nargs = [\"{}\", \"1\", \"{}\", \"{{DIR}}\"]\n",
+            wrapper.display(),
+            fs_server().display()
+        ),
+    );
+    let toml = std::fs::read_to_string(dir.join("wasmflow.toml"))
+        .unwrap()
+        .replace("{DIR}", &dir.display().to_string());
+    std::fs::write(dir.join("wasmflow.toml"), toml).unwrap();
+    dir_cell.set(dir.clone()).unwrap();
+    let out = run(
+        &dir,
+        r#"return await agent("read through a flaky server", { label: "flaky" });"#,
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let summary = out.json();
+    let seen: Vec<String> = serde_json::from_str(summary["result"].as_str().unwrap()).unwrap();
+    assert_eq!(seen.len(), 6, "{seen:#?}");
+    assert_eq!(seen[0], "alpha contents");
+    // The crash fails the call made to it, not the other server's.
+    assert!(seen[1].starts_with("Error: "), "{}", seen[1]);
+    assert!(
+        seen[1].contains("`flaky` failed during this call"),
+        "{}",
+        seen[1]
+    );
+    assert!(seen[1].contains("giving up after 1 call"), "{}", seen[1]);
+    assert!(
+        seen[1].contains("restarted for the next call"),
+        "{}",
+        seen[1]
+    );
+    assert_eq!(seen[2], "beta contents");
+    // Restarted once: its next call works, the one after crashes it again,
+    // and then it stays down.
+    assert_eq!(seen[3], "alpha contents");
+    assert!(seen[4].contains("failed during this call"), "{}", seen[4]);
+    assert!(seen[5].contains("stays down"), "{}", seen[5]);
+    assert_eq!(summary["per_agent"][0]["tool_uses"], 6);
+    // Its stderr, both lives, in the run directory.
+    let id = support::only_run_id(&dir);
+    let log =
+        std::fs::read_to_string(dir.join(format!(".wasmflow/runs/{id}/mcp/flaky.stderr.log")))
+            .unwrap();
+    assert_eq!(log.matches("giving up after 1 call").count(), 2, "{log}");
+    assert!(log.contains("restarting it once"), "{log}");
+    assert!(
+        dir.join(format!(".wasmflow/runs/{id}/mcp/fs.stderr.log"))
+            .exists()
+    );
+}
+
+/// A tool-using agent's turns, calls and results are kept in the run
+/// directory and shown by `wasmflow show <run> --agent N`.
+#[test]
+fn transcripts_show_each_turn() {
+    let dir_cell = std::sync::Arc::new(std::sync::OnceLock::<PathBuf>::new());
+    let d = dir_cell.clone();
+    let server = model("anthropic", move |body| {
+        if tool_results(body).is_empty() {
+            Move::Call(vec![(
+                "mcp__fs__read_text_file".into(),
+                json!({"path": d.get().unwrap().join("a.txt")}),
+            )])
+        } else {
+            Move::Say("it says alpha".into())
+        }
+    });
+    let dir = project("transcript", "anthropic", &server, "");
+    dir_cell.set(dir.clone()).unwrap();
+    let out = run(
+        &dir,
+        r#"return await agent("what is in a.txt?", { label: "reader" });"#,
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let id = support::only_run_id(&dir);
+    let shown = support::cli_in(&dir, &["show", &id, "--agent", "1", "--json"]);
+    let record: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let kinds: Vec<&str> = record["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "request",
+            "assistant",
+            "tool_call",
+            "tool_result",
+            "assistant",
+            "end"
+        ]
+    );
+    let result = &record["transcript"][3];
+    assert_eq!(result["text"], "alpha contents");
+    assert_eq!(result["name"], "mcp__fs__read_text_file");
+    let text = support::cli_in(&dir, &["show", &id, "--agent", "reader"]);
+    let text = support::text(&text.stdout);
+    assert!(text.contains("transcript"), "{text}");
+    assert!(
+        text.contains("turn 1  call mcp__fs__read_text_file"),
+        "{text}"
+    );
+    assert!(text.contains("turn 1  result: alpha contents"), "{text}");
+    assert!(text.contains("turn 2  model: it says alpha"), "{text}");
+}

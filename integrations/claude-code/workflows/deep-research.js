@@ -1,3 +1,9 @@
+// Backends: `claude` (Claude Code searches and fetches with its own tools)
+// and `anthropic` (the searchers and readers get Anthropic's web_search and
+// web_fetch server tools through opts.tools, a wasmflow extension). On
+// `openai`, `codex`, `gemini` and the others it runs, but its agents answer
+// from what the model knows unless you give them a search MCP server
+// ([mcp_servers], docs/tools.md). `sim` rehearses it.
 export const meta = {
   name: 'deep-research',
   description: 'Answer a question from sources: angles, sources, claims, a 3-vote check, a cited synthesis',
@@ -26,12 +32,12 @@ const { angles } = await agent(`List 3 distinct search angles for: ${question}. 
 
 phase('Sources')
 const perAngle = await parallel(angles.map((a, i) => () =>
-  agent(`Find sources for the angle "${a}" of: ${question}. Reply {"sources": [{"url": ...}]}`, { label: `sources:${i}`, schema: SOURCES })))
+  agent(`Find sources for the angle "${a}" of: ${question}. Reply {"sources": [{"url": ...}]}`, { label: `sources:${i}`, schema: SOURCES, tools: ['web_search'] })))
 const urls = [...new Set(perAngle.flatMap((r) => (r ? r.sources.map((s) => s.url) : [])))]
 
 phase('Extract')
 const extracted = await parallel(urls.map((url) => () =>
-  agent(`Read ${url} and extract claims that bear on: ${question}. Reply {"claims": [{"id": ..., "text": ...}]}`, { label: `extract:${url}`, schema: CLAIMS })))
+  agent(`Read ${url} and extract claims that bear on: ${question}. Reply {"claims": [{"id": ..., "text": ...}]}`, { label: `extract:${url}`, schema: CLAIMS, tools: ['web_fetch'] })))
 const claims = extracted.flatMap((r, i) => (r ? r.claims.map((c) => ({ ...c, source: urls[i] })) : []))
 
 phase('Vote')

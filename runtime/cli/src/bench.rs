@@ -282,7 +282,7 @@ fn module_figures(engine: &WorkflowEngine, n: u32) -> Result<ModuleFigures, Stri
     })
 }
 
-fn measure(
+pub(crate) fn measure(
     engine: &WorkflowEngine,
     source: &str,
     n: u32,
@@ -299,24 +299,25 @@ fn measure(
 /// the same streamed Chat Completions reply: what is left is wasmflow's
 /// own cost per HTTP agent (request, SSE parsing, accounting).
 fn chat_server() -> Result<String, String> {
+    const BODY: &str = concat!(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":1}}\n\n",
+        "data: [DONE]\n\n"
+    );
+    chat_server_with(|_| BODY)
+}
+
+/// [`chat_server`] answering each request with the stream `reply(body)`
+/// gives.
+pub(crate) fn chat_server_with(reply: fn(&[u8]) -> &'static str) -> Result<String, String> {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let url = format!(
         "http://{}/v1",
         listener.local_addr().map_err(|e| e.to_string())?
     );
-    let body = concat!(
-        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"},\"finish_reason\":\"stop\"}]}\n\n",
-        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":1}}\n\n",
-        "data: [DONE]\n\n"
-    );
-    let response = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let response = response.clone();
             std::thread::spawn(move || -> std::io::Result<()> {
                 let mut out = stream.try_clone()?;
                 let mut reader = BufReader::new(stream);
@@ -340,7 +341,14 @@ fn chat_server() -> Result<String, String> {
                     }
                     let mut body = vec![0; len];
                     reader.read_exact(&mut body)?;
-                    out.write_all(response.as_bytes())?;
+                    let events = reply(&body);
+                    out.write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n{events}",
+                            events.len()
+                        )
+                        .as_bytes(),
+                    )?;
                 }
             });
         }
@@ -348,7 +356,7 @@ fn chat_server() -> Result<String, String> {
     Ok(url)
 }
 
-fn openai(url: &str) -> Result<Arc<dyn AgentBackend>, String> {
+pub(crate) fn openai(url: &str) -> Result<Arc<dyn AgentBackend>, String> {
     let settings = OpenAiSettings {
         base_url: url.to_string(),
         api_key: None,
@@ -449,6 +457,7 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
     let detach = crate::bench_detach::figures(n.min(10))?;
     let mcp = crate::bench_mcp::figures(n.min(20))?;
     let dash = crate::bench_serve::figures(n.min(20))?;
+    let tools = crate::bench_tools::figures(&engine, n.min(20))?;
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let figures = json!({
         "detach_launch_to_id_ms": detach.launch.as_secs_f64() * 1e3,
@@ -462,6 +471,10 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
         "serve_agents_1000_ms": dash.agents_ms,
         "serve_agents_1000_bytes": dash.agents_bytes,
         "serve_rss_20_runs_kb": dash.rss_20_runs_kb,
+        "tools_server_start_ms": tools.start.as_secs_f64() * 1e3,
+        "tools_call_p50_us": us(tools.call_p50),
+        "tools_call_p99_us": us(tools.call_p99),
+        "tools_loop_1000_agents_us_per_agent": us(tools.loop_1000) / 1000.0,
         "engine_load_ms": load.as_secs_f64() * 1e3,
         "trivial_run_warm_ms": trivial.as_secs_f64() * 1e3,
         "process_trivial_run_ms": process.as_secs_f64() * 1e3,
@@ -585,6 +598,19 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
         println!(
             "serve resident memory, 20 runs listed   {:>9} kB",
             dash.rss_20_runs_kb
+        );
+        println!(
+            "mcp client: start `wasmflow mcp`, list  {:>9.2} ms",
+            tools.start.as_secs_f64() * 1e3
+        );
+        println!(
+            "mcp client: one tool call, p50 / p99    {:>9.1} us / {:.1} us",
+            us(tools.call_p50),
+            us(tools.call_p99)
+        );
+        println!(
+            "1,000 openai agents, 1 tool call each   {:>9.2} us/agent (two turns, in-process tool)",
+            us(tools.loop_1000) / 1000.0
         );
         println!(
             "(median of {n} runs; parallel/sequence: median of {}; openai: of {})",

@@ -12,6 +12,7 @@ mod bench;
 mod bench_detach;
 mod bench_mcp;
 mod bench_serve;
+mod bench_tools;
 mod list;
 mod live;
 mod logging;

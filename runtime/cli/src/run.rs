@@ -152,6 +152,14 @@ pub fn run_spec(spec: RunSpec, env: &Env, yes: bool) -> Result<Finished, RunErro
         Some(started)
     };
     let mut session = prepared.open()?;
+    if let (Some(servers), Some(dir)) = (&tool_servers, session.run_dir())
+        && let Err(e) = servers.keep_stderr_in(dir)
+    {
+        eprintln!(
+            "wasmflow: warning: cannot keep the MCP servers' stderr in {}/mcp: {e}",
+            dir.path.display()
+        );
+    }
     show(session.take_notices(), quiet);
     // After the lines above: the view redraws over what follows it.
     if live {

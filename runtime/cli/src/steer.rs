@@ -148,6 +148,12 @@ pub fn show_agent(id: &str, agent: &str, json: bool) -> i32 {
             outln!(out, "  {line}");
         }
     }
+    if let Some(entries) = record["transcript"].as_array() {
+        outln!(out, "transcript");
+        for line in transcript_lines(entries) {
+            outln!(out, "  {line}");
+        }
+    }
     match &record["output"] {
         Value::Null => {}
         Value::String(text) => {
@@ -164,6 +170,68 @@ pub fn show_agent(id: &str, agent: &str, json: bool) -> i32 {
     }
     crate::run::print_stdout(out.trim_end());
     exit::OK
+}
+
+/// A tool-using agent's transcript as lines: each turn's reply, its tool
+/// calls and their results, one line each (long texts shortened; `--json`
+/// has them whole, up to the transcript's bounds).
+fn transcript_lines(entries: &[Value]) -> Vec<String> {
+    let short = |v: &Value, max: usize| -> String {
+        let text = v
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| v.to_string());
+        let one: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        match one.char_indices().nth(max) {
+            Some((i, _)) => format!("{}…", &one[..i]),
+            None => one,
+        }
+    };
+    let mut lines = Vec::new();
+    for e in entries {
+        let turn = e["turn"]
+            .as_u64()
+            .map(|t| format!("turn {t}  "))
+            .unwrap_or_default();
+        let line = match e["kind"].as_str().unwrap_or("") {
+            "request" => format!(
+                "try {}: tools {}",
+                e["attempt"],
+                e["tools"]
+                    .as_array()
+                    .map(|t| t
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default()
+            ),
+            "assistant" if e["text"].as_str().is_some_and(|t| !t.is_empty()) => {
+                format!("{turn}model: {}", short(&e["text"], 160))
+            }
+            "assistant" => continue,
+            "tool_call" => format!(
+                "{turn}call {} {}",
+                e["name"].as_str().unwrap_or("?"),
+                short(&e["input"], 120)
+            ),
+            "tool_result" => format!(
+                "{turn}{} {}",
+                if e["is_error"] == true {
+                    "error:"
+                } else {
+                    "result:"
+                },
+                short(&e["text"], 160)
+            ),
+            "server_tool" => format!("{turn}server tool: {}", short(&e["block"], 160)),
+            "end" if e["ok"] == true => "ended with an answer".to_string(),
+            "end" => format!("failed: {}", short(&e["reason"], 200)),
+            other => format!("{other}: {}", short(&e["text"], 160)),
+        };
+        lines.push(line);
+    }
+    lines
 }
 
 /// `wasmflow attach`: the live tree of a run in another process, drawn
@@ -218,6 +286,7 @@ fn feed(view: &crate::live::LiveView, e: &Value) {
                 cache_read: n("cache_read"),
                 cache_write: n("cache_write"),
                 tool_uses: n("tool_uses"),
+                ..Usage::default()
             };
             view.finished(
                 id,

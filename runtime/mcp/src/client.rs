@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ContentBlock};
-use rmcp::service::{Peer, RoleClient, RunningService};
+use rmcp::service::{RoleClient, RunningService, ServiceError};
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use serde_json::{Map, Value};
 use tokio::io::AsyncReadExt;
 use wasmflow::backend::BoxFuture;
+use wasmflow::run::run_dir::RunDir;
 use wasmflow::tools::servers::{ServerSpec, Transport};
 use wasmflow::tools::{ToolInfo, ToolOutput, ToolProvider};
 
@@ -53,39 +54,64 @@ impl std::fmt::Display for StartError {
     }
 }
 
-/// The last bytes a process wrote to stderr.
+/// What a server writes to stderr: its last bytes, for messages, and,
+/// once the run directory is known, all of it in `mcp/<name>.stderr.log`.
 #[derive(Clone, Default)]
-struct StderrTail(Arc<Mutex<VecDeque<u8>>>);
+struct StderrLog(Arc<Mutex<StderrState>>);
 
-impl StderrTail {
+#[derive(Default)]
+struct StderrState {
+    tail: VecDeque<u8>,
+    file: Option<std::fs::File>,
+}
+
+impl StderrLog {
     fn push(&self, bytes: &[u8]) {
-        let mut tail = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        tail.extend(bytes);
-        let extra = tail.len().saturating_sub(STDERR_TAIL);
-        tail.drain(..extra);
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = s.file.as_mut() {
+            let _ = std::io::Write::write_all(f, bytes);
+        }
+        s.tail.extend(bytes);
+        let extra = s.tail.len().saturating_sub(STDERR_TAIL);
+        s.tail.drain(..extra);
     }
 
     fn text(&self) -> String {
-        let tail = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        String::from_utf8_lossy(&tail.iter().copied().collect::<Vec<u8>>()).into_owned()
+        let s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        String::from_utf8_lossy(&s.tail.iter().copied().collect::<Vec<u8>>()).into_owned()
+    }
+
+    /// From now on into `file`, starting with what was kept so far.
+    fn keep_in(&self, mut file: std::fs::File) {
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let so_far: Vec<u8> = s.tail.iter().copied().collect();
+        let _ = std::io::Write::write_all(&mut file, &so_far);
+        s.file = Some(file);
     }
 }
 
-struct Running {
-    name: String,
-    service: RunningService<RoleClient, ()>,
+/// One server: how to start it, the live connection, and whether its one
+/// restart is spent.
+struct Slot {
+    spec: ServerSpec,
+    stderr: StderrLog,
+    state: tokio::sync::Mutex<SlotState>,
+}
+
+struct SlotState {
+    service: Option<RunningService<RoleClient, ()>>,
+    restarted: bool,
 }
 
 /// A run's started servers.
 pub struct ToolServers {
     runtime: Option<tokio::runtime::Runtime>,
-    running: Vec<Running>,
     provider: Arc<Provider>,
 }
 
 struct Provider {
     handle: tokio::runtime::Handle,
-    peers: BTreeMap<String, Peer<RoleClient>>,
+    slots: BTreeMap<String, Arc<Slot>>,
     tools: Vec<ToolInfo>,
 }
 
@@ -124,32 +150,37 @@ impl ToolServers {
             }
             results
         });
-        let mut running = Vec::new();
+        let mut slots = BTreeMap::new();
         let mut failure = None;
         let mut tools = Vec::new();
         for result in results {
             match result {
-                Ok((r, listed)) => {
-                    tools.extend(listed);
-                    running.push(r);
+                Ok(started) => {
+                    tools.extend(started.tools);
+                    slots.insert(
+                        started.spec.name.clone(),
+                        Arc::new(Slot {
+                            spec: started.spec,
+                            stderr: started.stderr,
+                            state: tokio::sync::Mutex::new(SlotState {
+                                service: Some(started.service),
+                                restarted: false,
+                            }),
+                        }),
+                    );
                 }
                 Err(e) => {
                     failure.get_or_insert(e);
                 }
             }
         }
-        let peers = running
-            .iter()
-            .map(|r| (r.name.clone(), r.service.peer().clone()))
-            .collect();
         let servers = ToolServers {
             provider: Arc::new(Provider {
                 handle: runtime.handle().clone(),
-                peers,
+                slots,
                 tools,
             }),
             runtime: Some(runtime),
-            running,
         };
         match failure {
             Some(e) => {
@@ -158,6 +189,17 @@ impl ToolServers {
             }
             None => Ok(servers),
         }
+    }
+
+    /// Keeps each server's stderr in the run directory
+    /// (`mcp/<name>.stderr.log`): what it wrote so far, and from now on.
+    pub fn keep_stderr_in(&self, run: &RunDir) -> std::io::Result<()> {
+        let dir = run.subdir("mcp")?;
+        for (name, slot) in &self.provider.slots {
+            slot.stderr
+                .keep_in(RunDir::append_in(&dir, &format!("{name}.stderr.log"))?);
+        }
+        Ok(())
     }
 
     /// What agents get: the servers' tools.
@@ -171,13 +213,15 @@ impl ToolServers {
         let Some(runtime) = self.runtime.take() else {
             return;
         };
-        let running = std::mem::take(&mut self.running);
+        let slots: Vec<Arc<Slot>> = self.provider.slots.values().cloned().collect();
         runtime.block_on(async {
-            let stops: Vec<_> = running
+            let stops: Vec<_> = slots
                 .into_iter()
-                .map(|mut r| {
+                .map(|slot| {
                     tokio::spawn(async move {
-                        let _ = r.service.close_with_timeout(Duration::from_secs(5)).await;
+                        if let Some(mut service) = slot.state.lock().await.service.take() {
+                            let _ = service.close_with_timeout(Duration::from_secs(5)).await;
+                        }
                     })
                 })
                 .collect();
@@ -194,15 +238,30 @@ impl Drop for ToolServers {
         if let Some(runtime) = self.runtime.take() {
             // Dropping the services kills stdio children (rmcp's cleanup
             // guard); the runtime must not be dropped inside another.
-            drop(std::mem::take(&mut self.running));
+            for slot in self.provider.slots.values() {
+                if let Ok(mut state) = slot.state.try_lock() {
+                    state.service = None;
+                }
+            }
             runtime.shutdown_background();
         }
     }
 }
 
-async fn start_one(spec: ServerSpec) -> Result<(Running, Vec<ToolInfo>), StartError> {
-    let stderr = StderrTail::default();
-    let failed = |reason: String, stderr: &StderrTail| StartError {
+/// A server that started: its connection and tools.
+struct Started {
+    spec: ServerSpec,
+    stderr: StderrLog,
+    service: RunningService<RoleClient, ()>,
+    tools: Vec<ToolInfo>,
+}
+
+async fn start_one(spec: ServerSpec) -> Result<Started, StartError> {
+    start_with(spec, StderrLog::default()).await
+}
+
+async fn start_with(spec: ServerSpec, stderr: StderrLog) -> Result<Started, StartError> {
+    let failed = |reason: String, stderr: &StderrLog| StartError {
         server: spec.name.clone(),
         origin: spec.origin.clone(),
         reason,
@@ -292,13 +351,12 @@ async fn start_one(spec: ServerSpec) -> Result<(Running, Vec<ToolInfo>), StartEr
             input_schema: Value::Object((*t.input_schema).clone()),
         })
         .collect();
-    Ok((
-        Running {
-            name: spec.name.clone(),
-            service,
-        },
+    Ok(Started {
+        spec,
+        stderr,
+        service,
         tools,
-    ))
+    })
 }
 
 impl ToolProvider for Provider {
@@ -312,26 +370,100 @@ impl ToolProvider for Provider {
         tool: &str,
         arguments: Map<String, Value>,
     ) -> BoxFuture<'static, Result<ToolOutput, String>> {
-        let Some(peer) = self.peers.get(server).cloned() else {
+        let Some(slot) = self.slots.get(server).cloned() else {
             let server = server.to_string();
             return Box::pin(async move { Err(format!("no MCP server named `{server}`")) });
         };
         let mut params = CallToolRequestParams::new(tool.to_string());
         params.arguments = Some(arguments);
         // On the servers' runtime: the caller's may be any.
-        let call = self
-            .handle
-            .spawn(async move { peer.call_tool(params).await });
+        let call = self.handle.spawn(call_on(slot, params));
         Box::pin(async move {
-            let result = call
-                .await
+            call.await
                 .map_err(|e| format!("the call ended abnormally: {e}"))?
-                .map_err(|e| e.to_string())?;
-            Ok(ToolOutput {
-                text: text_of(&result.content, result.structured_content.as_ref()),
-                is_error: result.is_error.unwrap_or(false),
-            })
         })
+    }
+}
+
+/// One call on a server's live connection; a server found dead is
+/// restarted once for the whole run, then stays down. A crash fails the
+/// calls it was serving, with its stderr's last words.
+async fn call_on(slot: Arc<Slot>, params: CallToolRequestParams) -> Result<ToolOutput, String> {
+    let name = slot.spec.name.clone();
+    let peer = {
+        let mut state = slot.state.lock().await;
+        let alive = state
+            .service
+            .as_ref()
+            .is_some_and(|s| !s.peer().is_transport_closed());
+        if !alive {
+            state.service = None;
+            if state.restarted {
+                return Err(format!(
+                    "the MCP server `{name}` crashed again after its restart and stays down for this run; do without its tools"
+                ));
+            }
+            state.restarted = true;
+            tracing::warn!("MCP server `{name}` died; restarting it once");
+            slot.stderr
+                .push(b"\n[wasmflow: the server died; restarting it once]\n");
+            match start_with(slot.spec.clone(), slot.stderr.clone()).await {
+                Ok(started) => state.service = Some(started.service),
+                Err(e) => {
+                    return Err(format!(
+                        "the MCP server `{name}` died and did not restart: {}",
+                        e.reason
+                    ));
+                }
+            }
+        }
+        match &state.service {
+            Some(s) => s.peer().clone(),
+            None => return Err(format!("the MCP server `{name}` is down")),
+        }
+    };
+    match peer.call_tool(params).await {
+        Ok(result) => Ok(ToolOutput {
+            text: text_of(&result.content, result.structured_content.as_ref()),
+            is_error: result.is_error.unwrap_or(false),
+        }),
+        Err(ServiceError::McpError(e)) => {
+            Err(format!("`{name}` answered with an error: {}", e.message))
+        }
+        Err(e) => {
+            // Its last words arrive just after the pipe closes.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let tail = slot.stderr.text();
+            let tail = tail.trim();
+            let restarted = slot.state.lock().await.restarted;
+            Err(format!(
+                "the MCP server `{name}` failed during this call ({e}){}; {}",
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(", its stderr ends: {}", last_line(tail))
+                },
+                if restarted {
+                    "it was restarted once already, so it stays down"
+                } else {
+                    "it is restarted for the next call"
+                }
+            ))
+        }
+    }
+}
+
+/// The last non-empty line of `text`, at most 300 characters.
+fn last_line(text: &str) -> String {
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    match line.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line.to_string(),
     }
 }
 

@@ -192,6 +192,15 @@ fn commands_and_urls(c: &Config) -> Vec<(&'static str, &'static str)> {
             out.push((backend, key));
         }
     }
+    // Server tools cost money per use (searches) and reach the web.
+    let a = &c.anthropic;
+    if a.server_tools.is_some()
+        || a.allowed_server_tools.is_some()
+        || a.web_search_max_uses.is_some()
+        || a.web_fetch_max_uses.is_some()
+    {
+        out.push(("anthropic", "anthropic server tools"));
+    }
     // MCP servers are command lines and URLs too, for any real backend's
     // agents; `[tools]` may only narrow what the user's config offers.
     if !c.mcp_servers.is_empty() {

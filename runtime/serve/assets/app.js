@@ -19,6 +19,22 @@ function el(tag, props, ...children) {
   return e;
 }
 
+// One entry of a tool-using agent's transcript as a line of text (model
+// output stays text: never parsed as HTML).
+function transcriptLine(e) {
+  const s = (v) => (typeof v === 'string' ? v : JSON.stringify(v));
+  const turn = e.turn != null ? 'turn ' + e.turn + '  ' : '';
+  switch (e.kind) {
+    case 'request': return 'try ' + e.attempt + ': tools ' + (e.tools || []).join(', ');
+    case 'assistant': return e.text ? turn + 'model: ' + e.text : null;
+    case 'tool_call': return turn + 'call ' + e.name + ' ' + s(e.input);
+    case 'tool_result': return turn + (e.is_error ? 'error: ' : 'result: ') + s(e.text);
+    case 'server_tool': return turn + 'server tool: ' + s(e.block);
+    case 'end': return e.ok ? 'ended with an answer' : 'failed: ' + s(e.reason);
+    default: return e.kind + ': ' + s(e.text);
+  }
+}
+
 async function api(path, opts) {
   const r = await fetch(path, Object.assign({ credentials: 'same-origin' }, opts));
   const body = await r.text();
@@ -153,6 +169,15 @@ async function runPage(id) {
       field('failure', rec.error || rec.reason);
       field('usage', rec.usage);
       field('timing', rec.startedTs ? { started: fmtDate(rec.startedTs), duration: fmtMs(rec.durationMs) } : null);
+      if (Array.isArray(a.transcript) && a.transcript.length) {
+        kids.push(el('div', { cls: 'muted', text: 'transcript' }));
+        const list = el('ol', { cls: 'transcript' });
+        for (const e of a.transcript) {
+          const line = transcriptLine(e);
+          if (line) list.append(el('li', { cls: 't-' + e.kind, text: line }));
+        }
+        kids.push(list);
+      }
       if (run && (rec.state === 'running' || rec.state === 'queued' || a.row)) {
         kids.push(el('div', { cls: 'bar' },
           el('button', { text: 'Skip', onclick: () => act(post('/api/runs/' + id + '/agents/' + n + '/skip')) }),

@@ -25,6 +25,16 @@ pub struct Price {
     #[serde(default)]
     /// USD per million cache-write tokens.
     pub cache_write: f64,
+    #[serde(default = "web_search_price")]
+    /// USD per 1,000 web searches (Anthropic's server tool; default 10).
+    pub web_search_per_1000: f64,
+}
+
+/// Anthropic's price of web searches, USD per 1,000, as of 2026-11.
+pub const WEB_SEARCH_PER_1000: f64 = 10.0;
+
+fn web_search_price() -> f64 {
+    WEB_SEARCH_PER_1000
 }
 
 impl Price {
@@ -40,6 +50,7 @@ impl Price {
             + u.cache_read as f64 * self.cache_read
             + u.cache_write as f64 * self.cache_write)
             / 1e6
+            + u.web_searches as f64 * self.web_search_per_1000 / 1e3
     }
 }
 
@@ -57,6 +68,7 @@ pub const BUILTIN_MODELS: &[(&str, &str, Price)] = &[
             output: 5.0,
             cache_read: 0.10,
             cache_write: 1.25,
+            web_search_per_1000: WEB_SEARCH_PER_1000,
         },
     ),
     (
@@ -67,6 +79,7 @@ pub const BUILTIN_MODELS: &[(&str, &str, Price)] = &[
             output: 15.0,
             cache_read: 0.30,
             cache_write: 3.75,
+            web_search_per_1000: WEB_SEARCH_PER_1000,
         },
     ),
     (
@@ -77,6 +90,7 @@ pub const BUILTIN_MODELS: &[(&str, &str, Price)] = &[
             output: 25.0,
             cache_read: 0.50,
             cache_write: 6.25,
+            web_search_per_1000: WEB_SEARCH_PER_1000,
         },
     ),
 ];
@@ -123,6 +137,30 @@ pub struct HttpSection {
     pub api_key_env: Option<String>,
     /// `max_tokens` of each request (anthropic; default 16384).
     pub max_tokens: Option<u32>,
+    /// Anthropic server tools every agent gets (`web_search`, `web_fetch`,
+    /// `code_execution`).
+    pub server_tools: Option<Vec<String>>,
+    /// The server tools `opts.tools` may turn on (default: all three).
+    pub allowed_server_tools: Option<Vec<String>>,
+    /// Most searches per request (default 5).
+    pub web_search_max_uses: Option<u32>,
+    /// Most fetches per request (default 10).
+    pub web_fetch_max_uses: Option<u32>,
+}
+
+impl HttpSection {
+    /// `over`'s settings win.
+    fn overlay(self, over: HttpSection) -> HttpSection {
+        HttpSection {
+            base_url: over.base_url.or(self.base_url),
+            api_key_env: over.api_key_env.or(self.api_key_env),
+            max_tokens: over.max_tokens.or(self.max_tokens),
+            server_tools: over.server_tools.or(self.server_tools),
+            allowed_server_tools: over.allowed_server_tools.or(self.allowed_server_tools),
+            web_search_max_uses: over.web_search_max_uses.or(self.web_search_max_uses),
+            web_fetch_max_uses: over.web_fetch_max_uses.or(self.web_fetch_max_uses),
+        }
+    }
 }
 
 /// `[claude]`: how the Claude Code CLI runs.
@@ -372,7 +410,13 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
         let config: Config = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
         for (model, p) in &config.prices {
-            let all = [p.input, p.output, p.cache_read, p.cache_write];
+            let all = [
+                p.input,
+                p.output,
+                p.cache_read,
+                p.cache_write,
+                p.web_search_per_1000,
+            ];
             if all.iter().any(|v| !v.is_finite() || *v < 0.0) {
                 return Err(bad(format!(
                     "prices.\"{model}\": prices must be non-negative numbers"
@@ -432,6 +476,32 @@ impl Config {
                 crate::backend::qwen::APPROVAL_MODES.join(", ")
             )));
         }
+        let o = &config.openai;
+        if o.server_tools.is_some()
+            || o.allowed_server_tools.is_some()
+            || o.web_search_max_uses.is_some()
+            || o.web_fetch_max_uses.is_some()
+        {
+            return Err(bad(
+                "openai: server tools are Anthropic's (set them in [anthropic]); give openai agents tools with [mcp_servers]".into(),
+            ));
+        }
+        for (key, list) in [
+            ("anthropic.server_tools", &config.anthropic.server_tools),
+            (
+                "anthropic.allowed_server_tools",
+                &config.anthropic.allowed_server_tools,
+            ),
+        ] {
+            for t in list.iter().flatten() {
+                if !crate::backend::anthropic::SERVER_TOOLS.contains(&t.as_str()) {
+                    return Err(bad(format!(
+                        "{key}: `{t}` is not a server tool (use {})",
+                        crate::backend::anthropic::SERVER_TOOLS.join(", ")
+                    )));
+                }
+            }
+        }
         for (name, server) in &config.mcp_servers {
             crate::tools::servers::check_section(name, server).map_err(&bad)?;
         }
@@ -467,16 +537,8 @@ impl Config {
         self.retry_base = over.retry_base.or(self.retry_base);
         self.models.extend(over.models);
         self.prices.extend(over.prices);
-        self.anthropic = HttpSection {
-            base_url: over.anthropic.base_url.or(self.anthropic.base_url),
-            api_key_env: over.anthropic.api_key_env.or(self.anthropic.api_key_env),
-            max_tokens: over.anthropic.max_tokens.or(self.anthropic.max_tokens),
-        };
-        self.openai = HttpSection {
-            base_url: over.openai.base_url.or(self.openai.base_url),
-            api_key_env: over.openai.api_key_env.or(self.openai.api_key_env),
-            max_tokens: over.openai.max_tokens.or(self.openai.max_tokens),
-        };
+        self.anthropic = self.anthropic.overlay(over.anthropic);
+        self.openai = self.openai.overlay(over.openai);
         self.plan = PlanSection {
             input_tokens: over.plan.input_tokens.or(self.plan.input_tokens),
             output_tokens: over.plan.output_tokens.or(self.plan.output_tokens),

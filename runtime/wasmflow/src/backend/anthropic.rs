@@ -24,6 +24,7 @@ use super::{
     AgentBackend, AgentOutput, AgentReply, AgentRequest, AgentResult, BoxFuture, PlannedModel,
     Usage,
 };
+use crate::run::transcript::{Transcript, Transcripts, bounded};
 use crate::tools::{Entry, ToolCall, Toolbox};
 
 /// The API version header every request sends.
@@ -47,6 +48,72 @@ pub struct AnthropicSettings {
     pub max_tokens: u32,
     /// Timeouts and retries.
     pub http: HttpOptions,
+    /// Server tools every agent gets.
+    pub server_tools: Vec<String>,
+    /// Server tools `opts.tools` may turn on.
+    pub allowed_server_tools: Vec<String>,
+    /// Most searches per request.
+    pub web_search_max_uses: u32,
+    /// Most fetches per request.
+    pub web_fetch_max_uses: u32,
+    /// Model replies per agent when it has tools (`[tools] max_turns`).
+    pub max_turns: u32,
+}
+
+/// The server tools wasmflow knows, as `opts.tools` and `[anthropic]
+/// server_tools` name them.
+pub const SERVER_TOOLS: &[&str] = &["web_search", "web_fetch", "code_execution"];
+
+/// A server tool's definition and the beta header it needs
+/// (<https://docs.anthropic.com/en/docs/agents-and-tools/tool-use/web-search-tool>,
+/// `…/web-fetch-tool`, `…/code-execution-tool`).
+fn server_tool(name: &str, settings: &AnthropicSettings) -> (Value, Option<&'static str>) {
+    match name {
+        "web_search" => (
+            json!({"type": "web_search_20250305", "name": "web_search", "max_uses": settings.web_search_max_uses}),
+            None,
+        ),
+        "web_fetch" => (
+            json!({"type": "web_fetch_20250910", "name": "web_fetch", "max_uses": settings.web_fetch_max_uses}),
+            Some("web-fetch-2025-09-10"),
+        ),
+        _ => (
+            json!({"type": "code_execution_20250825", "name": "code_execution"}),
+            Some("code-execution-2025-08-25"),
+        ),
+    }
+}
+
+/// The server tools one agent gets: the configured ones and those
+/// `opts.tools` asks for, if allowed.
+pub fn server_tools_for(
+    request: &AgentRequest,
+    settings: &AnthropicSettings,
+) -> Result<Vec<String>, String> {
+    let mut tools = settings.server_tools.clone();
+    for t in request
+        .options
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        if !settings.allowed_server_tools.iter().any(|a| a == t) {
+            return Err(format!(
+                "opts.tools asks for `{t}`, which this configuration does not allow ([anthropic] allowed_server_tools: {})",
+                if settings.allowed_server_tools.is_empty() {
+                    "none".to_string()
+                } else {
+                    settings.allowed_server_tools.join(", ")
+                }
+            ));
+        }
+        if !tools.iter().any(|x| x == t) {
+            tools.push(t.to_string());
+        }
+    }
+    Ok(tools)
 }
 
 impl AnthropicSettings {
@@ -77,6 +144,14 @@ impl AnthropicSettings {
             api_key: api_key.trim().to_string(),
             max_tokens: section.max_tokens.unwrap_or(16_384),
             http,
+            server_tools: section.server_tools.clone().unwrap_or_default(),
+            allowed_server_tools: section
+                .allowed_server_tools
+                .clone()
+                .unwrap_or_else(|| SERVER_TOOLS.iter().map(|t| t.to_string()).collect()),
+            web_search_max_uses: section.web_search_max_uses.unwrap_or(5),
+            web_fetch_max_uses: section.web_fetch_max_uses.unwrap_or(10),
+            max_turns: crate::tools::DEFAULT_MAX_TURNS,
         })
     }
 }
@@ -86,6 +161,7 @@ pub struct AnthropicBackend {
     settings: Arc<AnthropicSettings>,
     client: reqwest::Client,
     tools: Option<Arc<Toolbox>>,
+    transcripts: Transcripts,
 }
 
 impl AnthropicBackend {
@@ -95,12 +171,19 @@ impl AnthropicBackend {
             settings: Arc::new(settings),
             client: http::client()?,
             tools: None,
+            transcripts: Transcripts::default(),
         })
     }
 
-    /// Gives its agents these tools.
-    pub fn with_tools(mut self, tools: Option<Arc<Toolbox>>) -> AnthropicBackend {
+    /// Gives its agents these tools; those that use tools keep their
+    /// transcripts in `transcripts`.
+    pub fn with_tools(
+        mut self,
+        tools: Option<Arc<Toolbox>>,
+        transcripts: Transcripts,
+    ) -> AnthropicBackend {
         self.tools = tools;
+        self.transcripts = transcripts;
         self
     }
 }
@@ -156,6 +239,7 @@ pub fn request_body(
     max_tokens: u32,
     messages: &[Value],
     tools: &[Entry],
+    server_tools: &[Value],
     output_tool: OutputTool,
 ) -> (Value, bool) {
     let mut body = json!({
@@ -174,6 +258,7 @@ pub fn request_body(
             })
         })
         .collect();
+    list.extend(server_tools.iter().cloned());
     let mut wrapped = false;
     if let Some(schema) = request
         .schema
@@ -213,11 +298,19 @@ impl Block {
         self.start["type"].as_str().unwrap_or("")
     }
 
+    /// A server tool's call or result (`server_tool_use`,
+    /// `web_search_tool_result`, …): run by the API, not by wasmflow.
+    pub fn is_server_tool(&self) -> bool {
+        let kind = self.kind();
+        kind == "server_tool_use" || kind.ends_with("_tool_result")
+    }
+
     /// The block as it goes back in the next turn's assistant message.
     fn to_content(&self) -> Value {
         let mut block = self.start.clone();
         match self.kind() {
-            "text" => block["text"] = json!(self.text),
+            // Citations stay out: the text is what the next turn needs.
+            "text" => block = json!({"type": "text", "text": self.text}),
             "tool_use" | "server_tool_use" => {
                 block["input"] = if self.json.trim().is_empty() {
                     self.start
@@ -323,6 +416,10 @@ impl MessageState {
         usage.output = usage.output.max(n("output_tokens"));
         usage.cache_read = usage.cache_read.max(n("cache_read_input_tokens"));
         usage.cache_write = usage.cache_write.max(n("cache_creation_input_tokens"));
+        let server = &u["server_tool_use"];
+        let s = |k: &str| server[k].as_u64().unwrap_or(0);
+        usage.web_searches = usage.web_searches.max(s("web_search_requests"));
+        usage.web_fetches = usage.web_fetches.max(s("web_fetch_requests"));
     }
 
     /// A whole (non-streamed) Messages response, as the stream would have
@@ -431,14 +528,18 @@ async fn message(
     client: &reqwest::Client,
     settings: &AnthropicSettings,
     body: &Value,
+    betas: &[&str],
     stall: std::time::Duration,
 ) -> Result<MessageState, TryError> {
-    let builder = client
+    let mut builder = client
         .post(format!("{}/v1/messages", settings.base_url))
         .header("x-api-key", &settings.api_key)
         .header("anthropic-version", API_VERSION)
-        .header("content-type", "application/json")
-        .body(body.to_string());
+        .header("content-type", "application/json");
+    if !betas.is_empty() {
+        builder = builder.header("anthropic-beta", betas.join(","));
+    }
+    let builder = builder.body(body.to_string());
     let response = http::send(builder, stall).await?;
     Ok(match http::answer(response, stall).await? {
         http::Answer::Complete(v) => MessageState::from_message(&v)?,
@@ -456,17 +557,63 @@ async fn run_agent(
     client: reqwest::Client,
     settings: Arc<AnthropicSettings>,
     tools: Option<Arc<Toolbox>>,
+    transcripts: Transcripts,
     request: AgentRequest,
 ) -> AgentResult {
-    let Some(model) = request.model.clone() else {
-        return Err(super::no_model());
-    };
     let offered = tools
         .as_ref()
         .map(|t| t.offered(&request))
         .unwrap_or_default();
     let tools = tools.filter(|_| !offered.is_empty());
-    let max_turns = tools.as_ref().map_or(1, |t| t.max_turns(&request));
+    let server = server_tools_for(&request, &settings).map_err(|reason| super::AgentFailure {
+        reason,
+        usage: Usage::default(),
+        kind: super::FailureKind::Other,
+    })?;
+    let mut log = match tools.is_some() || !server.is_empty() {
+        true => transcripts.agent(request.id, request.attempt),
+        false => Transcript::none(),
+    };
+    let mut names: Vec<&str> = offered.iter().map(|e| e.name.as_str()).collect();
+    names.extend(server.iter().map(String::as_str));
+    log.record(
+        "request",
+        json!({"prompt": bounded(&request.prompt_with_feedback()), "tools": names}),
+    );
+    let result = turns(client, settings, tools, offered, server, &request, &mut log).await;
+    log.end(&result);
+    result
+}
+
+/// The turns of one agent, with its tools (none: one completion).
+async fn turns(
+    client: reqwest::Client,
+    settings: Arc<AnthropicSettings>,
+    tools: Option<Arc<Toolbox>>,
+    offered: Vec<Entry>,
+    server: Vec<String>,
+    request: &AgentRequest,
+    log: &mut Transcript,
+) -> AgentResult {
+    let request = request.clone();
+    let Some(model) = request.model.clone() else {
+        return Err(super::no_model());
+    };
+    let mut betas: Vec<&str> = Vec::new();
+    let server: Vec<Value> = server
+        .iter()
+        .map(|t| {
+            let (def, beta) = server_tool(t, &settings);
+            betas.extend(beta);
+            def
+        })
+        .collect();
+    let has_tools = tools.is_some() || !server.is_empty();
+    let max_turns = match &tools {
+        Some(t) => t.max_turns(&request),
+        None if has_tools => crate::tools::max_turns(&request, settings.max_turns),
+        None => 1,
+    };
     let schema = request.schema.is_some();
     let deadline = tokio::time::Instant::now() + settings.http.timeout;
     let stall = request.stall_timeout(settings.http.stall);
@@ -474,7 +621,7 @@ async fn run_agent(
     let mut messages =
         vec![json!({"role": "user", "content": content_blocks(&request.prompt_with_feedback())})];
     let mut usage = Usage::default();
-    let mut output_tool = match (schema, tools.is_some()) {
+    let mut output_tool = match (schema, has_tools) {
         (false, _) => OutputTool::None,
         (true, false) => OutputTool::Forced,
         (true, true) => OutputTool::Offered,
@@ -488,14 +635,32 @@ async fn run_agent(
             settings.max_tokens,
             &messages,
             &offered,
+            &server,
             output_tool,
         );
         let state = http::with_retries(settings.http, deadline, &label, request.id, || {
-            message(&client, &settings, &body, stall)
+            message(&client, &settings, &body, &betas, stall)
         })
         .await
         .map_err(|f| http::with_usage(f, usage))?;
+        log.reply(turn, &state.text(), state.usage);
+        for b in state.blocks.values().filter(|b| b.is_server_tool()) {
+            log.record(
+                "server_tool",
+                json!({"turn": turn, "block": bounded(&b.to_content().to_string())}),
+            );
+        }
         let calls = state.tool_calls();
+        if state.stop_reason.as_deref() == Some("pause_turn") && calls.is_empty() {
+            // A long server-tool turn the API paused: sent back as it is,
+            // the model carries on.
+            usage += state.usage;
+            if turn >= max_turns {
+                return Err(http::turn_limit(max_turns, usage));
+            }
+            messages.push(json!({"role": "assistant", "content": state.assistant_content()}));
+            continue;
+        }
         let Some(toolbox) = tools.as_ref().filter(|_| !calls.is_empty()) else {
             if output_tool == OutputTool::Offered && state.output_call().is_none() {
                 // The model answered in words: ask for the answer in the
@@ -527,20 +692,9 @@ async fn run_agent(
         messages.push(json!({"role": "assistant", "content": state.assistant_content()}));
         let results = tokio::time::timeout_at(deadline, toolbox.call_all(&offered, &calls))
             .await
-            .map_err(|_| {
-                http::with_usage(
-                    super::AgentFailure {
-                        reason: format!(
-                            "the agent timed out after {:?} in a tool call (raise it with --agent-timeout)",
-                            settings.http.timeout
-                        ),
-                        usage: Usage::default(),
-                        kind: super::FailureKind::Other,
-                    },
-                    usage,
-                )
-            })?;
+            .map_err(|_| http::tool_timeout(settings.http.timeout, usage))?;
         usage.tool_uses += calls.len() as u64;
+        log.calls(turn, &calls, &results);
         let content: Vec<Value> = calls
             .iter()
             .zip(results)
@@ -577,6 +731,7 @@ impl AgentBackend for AnthropicBackend {
             self.client.clone(),
             self.settings.clone(),
             self.tools.clone(),
+            self.transcripts.clone(),
             request,
         ))
     }
@@ -655,7 +810,8 @@ mod tests {
                 output: 12,
                 cache_read: 4000,
                 cache_write: 0,
-                tool_uses: 0
+                tool_uses: 0,
+                ..Usage::default()
             }
         );
         // Two tool_use blocks after a text block, inputs in fragments.

@@ -71,6 +71,8 @@ pub struct BuildContext<'a> {
     pub agent_timeout: Duration,
     /// Tools for the HTTP backends' agents.
     pub tools: Option<Arc<Toolbox>>,
+    /// Where tool-using agents keep their transcripts.
+    pub transcripts: crate::run::transcript::Transcripts,
 }
 
 /// The backend the run talks to: `name`'s, plus any that `[models]`
@@ -80,16 +82,8 @@ pub fn build(
     name: &str,
     notices: &mut Notices,
 ) -> Result<Arc<dyn AgentBackend>, InputError> {
-    let BuildContext {
-        spec,
-        config,
-        script,
-        default_model,
-        agent_timeout,
-        tools,
-    } = cx;
-    let (spec, config, script, default_model, agent_timeout) =
-        (*spec, *config, *script, *default_model, *agent_timeout);
+    let (spec, config, script, default_model) = (cx.spec, cx.config, cx.script, cx.default_model);
+    let tools = &cx.tools;
     if !BACKENDS.contains(&name) {
         return Err(InputError::Invalid(format!(
             "unknown backend `{name}`; available: {}",
@@ -109,18 +103,7 @@ pub fn build(
     let names = backend_names(name, config, default_model, script);
     let mut backends: BTreeMap<String, Arc<dyn AgentBackend>> = BTreeMap::new();
     for n in &names {
-        backends.insert(
-            n.clone(),
-            one(
-                spec,
-                n,
-                n == name,
-                config,
-                agent_timeout,
-                tools.clone(),
-                notices,
-            )?,
-        );
+        backends.insert(n.clone(), one(cx, n, n == name, notices)?);
     }
     for http in names.iter().filter(|n| *n == "anthropic" || *n == "openai") {
         if let Some(t) = tools.as_ref().filter(|t| !t.entries().is_empty()) {
@@ -191,14 +174,13 @@ fn durations(config: &Config) -> Result<(Option<Duration>, Duration), InputError
 }
 
 fn one(
-    spec: &RunSpec,
+    cx: &BuildContext<'_>,
     name: &str,
     is_default: bool,
-    config: &Config,
-    agent_timeout: Duration,
-    tools: Option<Arc<Toolbox>>,
     notices: &mut Notices,
 ) -> Result<Arc<dyn AgentBackend>, InputError> {
+    let (spec, config, agent_timeout) = (cx.spec, cx.config, cx.agent_timeout);
+    let (tools, transcripts) = (cx.tools.clone(), &cx.transcripts);
     let (stall, retry_base) = durations(config)?;
     let stall = spec
         .backend
@@ -327,15 +309,22 @@ fn one(
         }
         "anthropic" => Arc::new(
             AnthropicSettings::from_env(&config.anthropic, http)
+                .map(|mut s| {
+                    s.max_turns = config
+                        .tools
+                        .max_turns
+                        .unwrap_or(crate::tools::DEFAULT_MAX_TURNS);
+                    s
+                })
                 .and_then(AnthropicBackend::new)
                 .map_err(InputError::Invalid)?
-                .with_tools(tools),
+                .with_tools(tools, transcripts.clone()),
         ),
         "openai" => Arc::new(
             OpenAiSettings::from_env(&config.openai, http)
                 .and_then(OpenAiBackend::new)
                 .map_err(InputError::Invalid)?
-                .with_tools(tools),
+                .with_tools(tools, transcripts.clone()),
         ),
         _ => sim(
             spec,

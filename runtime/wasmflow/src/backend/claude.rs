@@ -208,6 +208,7 @@ impl StreamParser for StreamState {
             cache_read: n("cache_read_input_tokens"),
             cache_write: n("cache_creation_input_tokens"),
             tool_uses: self.tool_uses,
+            ..Usage::default()
         };
         // Qwen Code puts a failure's words in `error.message` instead.
         let text = r["result"]
@@ -380,7 +381,8 @@ mod tests {
                 output: 2,
                 cache_read: 7,
                 cache_write: 1,
-                tool_uses: 2
+                tool_uses: 2,
+                ..Usage::default()
             }
         );
         let mut s = StreamState::default();

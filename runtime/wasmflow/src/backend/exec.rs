@@ -61,6 +61,7 @@ pub fn parse_reply(stdout: &str) -> AgentResult {
             cache_read: n("cache_read"),
             cache_write: n("cache_write"),
             tool_uses: n("tool_uses"),
+            ..Usage::default()
         }
     };
     if let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(stdout.trim()) {

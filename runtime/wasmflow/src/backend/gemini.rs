@@ -158,6 +158,7 @@ impl StreamParser for GeminiStream {
                     cache_read: cached,
                     cache_write: 0,
                     tool_uses: 0,
+                    ..Usage::default()
                 };
                 self.result = Some(if v["status"] == "success" {
                     Ok(())

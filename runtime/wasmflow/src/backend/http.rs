@@ -397,6 +397,17 @@ pub fn turn_limit(max_turns: u32, usage: Usage) -> AgentFailure {
     }
 }
 
+/// The failure of an agent whose wall clock ran out in a tool call.
+pub fn tool_timeout(timeout: std::time::Duration, usage: Usage) -> AgentFailure {
+    AgentFailure {
+        reason: format!(
+            "the agent timed out after {timeout:?} in a tool call (raise it with --agent-timeout)"
+        ),
+        usage,
+        kind: FailureKind::Other,
+    }
+}
+
 /// Adds what earlier turns used to a failure's usage.
 pub fn with_usage(mut failure: AgentFailure, earlier: Usage) -> AgentFailure {
     failure.usage += earlier;

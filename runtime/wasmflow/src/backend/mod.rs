@@ -134,6 +134,12 @@ pub struct Usage {
     /// Tool calls the agent made (MCP tools on the HTTP backends).
     #[serde(skip_serializing_if = "is_zero")]
     pub tool_uses: u64,
+    /// Anthropic web searches (server tool; priced per search).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub web_searches: u64,
+    /// Anthropic web fetches (server tool).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub web_fetches: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -158,6 +164,8 @@ impl std::ops::AddAssign for Usage {
         self.cache_read += other.cache_read;
         self.cache_write += other.cache_write;
         self.tool_uses += other.tool_uses;
+        self.web_searches += other.web_searches;
+        self.web_fetches += other.web_fetches;
     }
 }
 

@@ -22,6 +22,7 @@ use super::{
     AgentBackend, AgentOutput, AgentReply, AgentRequest, AgentResult, BoxFuture, FailureKind,
     PlannedModel, Usage,
 };
+use crate::run::transcript::{Transcript, Transcripts, bounded};
 use crate::tools::{Entry, ToolCall, Toolbox};
 
 const PUBLIC_API: &str = "https://api.openai.com/v1";
@@ -82,6 +83,7 @@ pub struct OpenAiBackend {
     settings: Arc<OpenAiSettings>,
     client: reqwest::Client,
     tools: Option<Arc<Toolbox>>,
+    transcripts: Transcripts,
 }
 
 impl OpenAiBackend {
@@ -91,12 +93,19 @@ impl OpenAiBackend {
             settings: Arc::new(settings),
             client: http::client()?,
             tools: None,
+            transcripts: Transcripts::default(),
         })
     }
 
-    /// Gives its agents these tools.
-    pub fn with_tools(mut self, tools: Option<Arc<Toolbox>>) -> OpenAiBackend {
+    /// Gives its agents these tools; those that use tools keep their
+    /// transcripts in `transcripts`.
+    pub fn with_tools(
+        mut self,
+        tools: Option<Arc<Toolbox>>,
+        transcripts: Transcripts,
+    ) -> OpenAiBackend {
         self.tools = tools;
+        self.transcripts = transcripts;
         self
     }
 }
@@ -218,6 +227,7 @@ impl CompletionState {
                 cache_read: cached,
                 cache_write: 0,
                 tool_uses: 0,
+                ..Usage::default()
             };
         }
     }
@@ -291,16 +301,40 @@ async fn run_agent(
     client: reqwest::Client,
     settings: Arc<OpenAiSettings>,
     tools: Option<Arc<Toolbox>>,
+    transcripts: Transcripts,
     request: AgentRequest,
 ) -> AgentResult {
-    let Some(model) = request.model.clone() else {
-        return Err(super::no_model());
-    };
     let offered = tools
         .as_ref()
         .map(|t| t.offered(&request))
         .unwrap_or_default();
     let tools = tools.filter(|_| !offered.is_empty());
+    let mut log = match &tools {
+        Some(_) => transcripts.agent(request.id, request.attempt),
+        None => Transcript::none(),
+    };
+    log.record(
+        "request",
+        json!({"prompt": bounded(&request.prompt_with_feedback()), "tools": offered.iter().map(|e| &e.name).collect::<Vec<_>>()}),
+    );
+    let result = turns(client, settings, tools, offered, &request, &mut log).await;
+    log.end(&result);
+    result
+}
+
+/// The turns of one agent, with its tools (`None`: one completion).
+async fn turns(
+    client: reqwest::Client,
+    settings: Arc<OpenAiSettings>,
+    tools: Option<Arc<Toolbox>>,
+    offered: Vec<Entry>,
+    request: &AgentRequest,
+    log: &mut Transcript,
+) -> AgentResult {
+    let request = request.clone();
+    let Some(model) = request.model.clone() else {
+        return Err(super::no_model());
+    };
     let max_turns = tools.as_ref().map_or(1, |t| t.max_turns(&request));
     let deadline = tokio::time::Instant::now() + settings.http.timeout;
     let stall = request.stall_timeout(settings.http.stall);
@@ -315,6 +349,7 @@ async fn run_agent(
         .await
         .map_err(|f| http::with_usage(f, usage))?;
         usage += state.usage;
+        log.reply(turn, &state.text, state.usage);
         let calls: Vec<ToolCall> = state.calls.into_values().collect();
         let Some(toolbox) = tools.as_ref().filter(|_| !calls.is_empty()) else {
             return Ok(AgentReply {
@@ -336,20 +371,9 @@ async fn run_agent(
         }));
         let results = tokio::time::timeout_at(deadline, toolbox.call_all(&offered, &calls))
             .await
-            .map_err(|_| {
-                http::with_usage(
-                    super::AgentFailure {
-                        reason: format!(
-                            "the agent timed out after {:?} in a tool call (raise it with --agent-timeout)",
-                            settings.http.timeout
-                        ),
-                        usage: Usage::default(),
-                        kind: FailureKind::Other,
-                    },
-                    usage,
-                )
-            })?;
+            .map_err(|_| http::tool_timeout(settings.http.timeout, usage))?;
         usage.tool_uses += calls.len() as u64;
+        log.calls(turn, &calls, &results);
         for (call, out) in calls.iter().zip(results) {
             let content = if out.is_error {
                 format!("Error: {}", out.text)
@@ -386,6 +410,7 @@ impl AgentBackend for OpenAiBackend {
             self.client.clone(),
             self.settings.clone(),
             self.tools.clone(),
+            self.transcripts.clone(),
             request,
         ))
     }
@@ -431,7 +456,8 @@ mod tests {
                 output: 2,
                 cache_read: 8,
                 cache_write: 0,
-                tool_uses: 0
+                tool_uses: 0,
+                ..Usage::default()
             }
         );
         assert!(matches!(s.apply("{}"), Err(TryError::Fail(_))));

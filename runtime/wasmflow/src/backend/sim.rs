@@ -328,6 +328,7 @@ impl AgentBackend for SimBackend {
                 cache_read: u.cache_read,
                 cache_write: u.cache_write,
                 tool_uses: 0,
+                ..Usage::default()
             })
             .unwrap_or_else(|| {
                 Usage::new(

@@ -205,14 +205,23 @@ pub fn agent_record(dir: &RunDir, agent: u64) -> Result<Value, String> {
                 .collect(),
         );
         out["retries"] = json!(state.retries.get(&agent).copied().unwrap_or(0));
+        let transcript = crate::run::transcript::read(dir, agent);
+        if !transcript.is_empty() {
+            out["transcript"] = Value::Array(transcript);
+        }
         return Ok(out);
     }
     if let Some(a) = state.running.iter().find(|a| a.id == agent) {
-        return Ok(json!({
+        let mut out = json!({
             "id": agent, "label": a.label, "phase": a.phase, "state": "running",
             "started_ms": a.started_ms, "running_ms": now_ms().saturating_sub(a.started_ms),
             "retries": state.retries.get(&agent).copied().unwrap_or(0),
-        }));
+        });
+        let transcript = crate::run::transcript::read(dir, agent);
+        if !transcript.is_empty() {
+            out["transcript"] = Value::Array(transcript);
+        }
+        return Ok(out);
     }
     if let Some(a) = state.queued.iter().find(|a| a.id == agent) {
         return Ok(json!({"id": agent, "label": a.label, "phase": a.phase, "state": "queued"}));

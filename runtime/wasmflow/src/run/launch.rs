@@ -206,6 +206,9 @@ pub struct Prepared {
     /// Tools for agents on the HTTP backends (MCP servers the caller
     /// started, see [`Prepared::tool_servers`]).
     pub tools: Option<Arc<dyn crate::tools::ToolProvider>>,
+    /// Where agents that use tools keep their transcripts (the run
+    /// directory, once open).
+    pub transcripts: crate::run::transcript::Transcripts,
     started: Instant,
 }
 
@@ -284,6 +287,7 @@ pub fn prepare_with(
         default_model,
         notices,
         tools: None,
+        transcripts: Default::default(),
         started,
     })
 }
@@ -585,6 +589,7 @@ impl Prepared {
             default_model: self.default_model.as_deref(),
             agent_timeout,
             tools: toolbox,
+            transcripts: self.transcripts.clone(),
         };
         let backend = crate::backend::build::build(&cx, &self.backend_name, &mut self.notices)?;
         // What would fail every agent (a missing key, a dead server, a typo
@@ -718,6 +723,12 @@ impl Prepared {
         info.pid = std::process::id();
         info.sessions += 1;
         self.seal_and_write(&dir, &mut info)?;
+        if let Err(e) = self.transcripts.attach(&dir) {
+            self.notices.warning(format!(
+                "wasmflow: warning: cannot keep agent transcripts in {}/transcripts: {e}",
+                dir.path.display()
+            ));
+        }
         self.notices.note(format!(
             "wasmflow: run {} (in {}; Ctrl-C pauses it, `wasmflow resume {}` continues it)",
             info.id,

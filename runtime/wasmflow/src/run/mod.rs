@@ -15,3 +15,4 @@ pub mod seal;
 pub mod spec;
 pub mod state;
 pub mod summary;
+pub mod transcript;

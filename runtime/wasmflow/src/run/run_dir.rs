@@ -394,6 +394,20 @@ impl RunDir {
         self.dir.open(name).map(|f| f.into_std())
     }
 
+    /// A folder of the run directory (`transcripts`, `mcp`), made
+    /// private on first use, opened as a capability: what writes there can
+    /// touch nothing else.
+    pub fn subdir(&self, name: &str) -> io::Result<Dir> {
+        self.dir.create_dir_with(name, &private_dir())?;
+        self.dir.open_dir(name)
+    }
+
+    /// Opens `name` in `dir` for appending (created private).
+    pub fn append_in(dir: &Dir, name: &str) -> io::Result<std::fs::File> {
+        dir.open_with(name, &private_file(true))
+            .map(|f| f.into_std())
+    }
+
     /// Opens the run's events file for appending, rotating it past
     /// [`EVENTS_ROTATE_BYTES`].
     pub fn events_writer(&self) -> io::Result<crate::run::events::RunEvents> {

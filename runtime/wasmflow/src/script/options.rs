@@ -19,6 +19,8 @@ pub const KNOWN: &[&str] = &[
     // A wasmflow extension: the HTTP backends' tool loop (Claude Code's
     // own agents take their turn limit from Claude Code).
     "maxTurns",
+    // A wasmflow extension: Anthropic server tools for this agent.
+    "tools",
 ];
 
 const EFFORTS: &[&str] = &["low", "medium", "high", "xhigh", "max"];
@@ -38,6 +40,12 @@ pub fn check(options: &Map<String, Value>) -> Result<Vec<String>, String> {
             "bashCommandClamp" => value.is_number() || value.is_boolean() || value.is_string(),
             "stallMs" => value.as_f64().is_some_and(|n| n > 0.0),
             "maxTurns" => value.as_u64().is_some_and(|n| n >= 1),
+            "tools" => value.as_array().is_some_and(|a| {
+                a.iter().all(|t| {
+                    t.as_str()
+                        .is_some_and(|t| crate::backend::anthropic::SERVER_TOOLS.contains(&t))
+                })
+            }),
             _ => {
                 unknown.push(key.clone());
                 true
@@ -58,6 +66,10 @@ fn expected(key: &str, value: &Value) -> String {
         "disallowedTools" => "an array of tool names".to_string(),
         "stallMs" => "a positive number of milliseconds".to_string(),
         "maxTurns" => "a whole number of model replies, at least 1".to_string(),
+        "tools" => format!(
+            "a list of server tools ({})",
+            crate::backend::anthropic::SERVER_TOOLS.join(", ")
+        ),
         "bashCommandClamp" => "a number, boolean or string".to_string(),
         _ => "a string".to_string(),
     };
