@@ -624,6 +624,10 @@ fn a_server_that_cannot_start_fails_before_any_agent() {
                 .is_none(),
         "nothing resumable was left"
     );
+    // Servers start only for runs that can use an HTTP backend: on sim the
+    // broken server is never started.
+    let out = run(&dir, r#"return await agent("hi");"#, &["--backend", "sim"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
 }
 
 #[test]
@@ -913,4 +917,35 @@ fn transcripts_show_each_turn() {
     );
     assert!(text.contains("turn 1  result: alpha contents"), "{text}");
     assert!(text.contains("turn 2  model: it says alpha"), "{text}");
+}
+
+/// Journaling stays per agent: resuming a run hands back its finished
+/// agents from the journal, so their tool calls are not made again.
+#[test]
+fn a_resumed_run_does_not_repeat_a_finished_agents_tool_calls() {
+    let dir_cell = std::sync::Arc::new(std::sync::OnceLock::<PathBuf>::new());
+    let d = dir_cell.clone();
+    let server = model("openai", move |body| {
+        if tool_results(body).is_empty() {
+            Move::Call(vec![(
+                "mcp__fs__read_text_file".into(),
+                json!({"path": d.get().unwrap().join("a.txt")}),
+            )])
+        } else {
+            Move::Say(tool_results(body)[0].0.clone())
+        }
+    });
+    let dir = project("resume", "openai", &server, "");
+    dir_cell.set(dir.clone()).unwrap();
+    let out = run(&dir, r#"return await agent("read a.txt", { label: "reader" });"#, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(turns(&server).len(), 2);
+    let id = support::only_run_id(&dir);
+    let again = support::cli_in(&dir, &["resume", &id, "--json", "--quiet", "--yes"]);
+    let text = support::text(&again.stdout);
+    assert_eq!(again.status.code(), Some(0), "{}{}", text, support::text(&again.stderr));
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["result"], "alpha contents");
+    assert_eq!(v["agents"]["cached"], 1);
+    assert_eq!(turns(&server).len(), 2, "no model turn, so no tool call, was made again");
 }
