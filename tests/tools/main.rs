@@ -937,15 +937,29 @@ fn a_resumed_run_does_not_repeat_a_finished_agents_tool_calls() {
     });
     let dir = project("resume", "openai", &server, "");
     dir_cell.set(dir.clone()).unwrap();
-    let out = run(&dir, r#"return await agent("read a.txt", { label: "reader" });"#, &[]);
+    let out = run(
+        &dir,
+        r#"return await agent("read a.txt", { label: "reader" });"#,
+        &[],
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(turns(&server).len(), 2);
     let id = support::only_run_id(&dir);
     let again = support::cli_in(&dir, &["resume", &id, "--json", "--quiet", "--yes"]);
     let text = support::text(&again.stdout);
-    assert_eq!(again.status.code(), Some(0), "{}{}", text, support::text(&again.stderr));
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}{}",
+        text,
+        support::text(&again.stderr)
+    );
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["result"], "alpha contents");
     assert_eq!(v["agents"]["cached"], 1);
-    assert_eq!(turns(&server).len(), 2, "no model turn, so no tool call, was made again");
+    assert_eq!(
+        turns(&server).len(),
+        2,
+        "no model turn, so no tool call, was made again"
+    );
 }

@@ -26,6 +26,7 @@ mod save;
 mod serve;
 mod spec;
 mod steer;
+mod worker;
 
 /// Run LLM workflow scripts in a WebAssembly sandbox.
 #[derive(Parser)]
@@ -97,6 +98,9 @@ enum Command {
     /// A local web app over the project's runs: live runs, agents, results,
     /// stop, resume, skip, retry.
     Serve(serve::ServeArgs),
+    /// Run agents that `wasmflow run --dispatch` sends to a pool over NATS
+    /// JetStream, on this machine's backend.
+    Worker(worker::WorkerArgs),
 }
 
 /// Flags of `wasmflow run`.
@@ -139,6 +143,11 @@ pub struct RunArgs {
     /// (default 4, or `retries` in the config)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=20))]
     pub retries: Option<u32>,
+    /// Run the agents on workers: nats://HOST:PORT[/POOL] (`[dispatch] url`
+    /// in the config). The script runs here; start workers with
+    /// `wasmflow worker --nats URL`.
+    #[arg(long, value_name = "URL")]
+    pub dispatch: Option<String>,
     /// MCP servers for the agents, from a file in Claude Code's `.mcp.json`
     /// format, besides `[mcp_servers]` in the config (docs/tools.md).
     #[arg(long, value_name = "FILE")]
@@ -349,5 +358,6 @@ fn cli_main() -> i32 {
         Command::Bench(args) => bench::bench(args),
         Command::Mcp(args) => mcp::mcp(args),
         Command::Serve(args) => serve::serve(args),
+        Command::Worker(args) => worker::worker(args),
     }
 }

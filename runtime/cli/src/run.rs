@@ -151,7 +151,43 @@ pub fn run_spec(spec: RunSpec, env: &Env, yes: bool) -> Result<Finished, RunErro
         prepared.tools = Some(started.provider());
         Some(started)
     };
+    // Agents on workers over NATS: the script runs here.
+    let dispatch = match prepared
+        .spec
+        .backend
+        .dispatch
+        .clone()
+        .or_else(|| prepared.config.dispatch.url.clone())
+    {
+        None => None,
+        Some(url) => {
+            let (url, pool) = wasmflow_nats::broker::split_pool(&url)
+                .map_err(wasmflow::error::InputError::Invalid)?;
+            let d = wasmflow_nats::dispatch::Dispatch::connect(
+                wasmflow_nats::dispatch::DispatchOptions {
+                    broker: wasmflow_nats::broker::BrokerOptions {
+                        url,
+                        creds: prepared.config.dispatch.creds.clone(),
+                        name: "wasmflow coordinator".into(),
+                    },
+                    pool,
+                    backend: prepared.backend_name.clone(),
+                    agent_timeout: prepared.agent_timeout()?,
+                },
+            )
+            .map_err(wasmflow::error::InputError::Invalid)?;
+            prepared.backend_override = Some(d.backend());
+            Some(d)
+        }
+    };
     let mut session = prepared.open()?;
+    if let Some(d) = &dispatch {
+        let bound = match session.run_dir() {
+            Some(dir) => d.bind_run(&dir.id, Some(dir)),
+            None => d.bind_run(&wasmflow::run::run_dir::new_run_id(), None),
+        };
+        bound.map_err(wasmflow::error::InputError::Invalid)?;
+    }
     if let (Some(servers), Some(dir)) = (&tool_servers, session.run_dir())
         && let Err(e) = servers.keep_stderr_in(dir)
     {
@@ -179,6 +215,15 @@ pub fn run_spec(spec: RunSpec, env: &Env, yes: bool) -> Result<Finished, RunErro
         )));
     }
     let finished = session.run(events);
+    if let Some(d) = dispatch {
+        let (duplicates, dropped) = d.counts();
+        if duplicates > 0 || dropped > 0 {
+            eprintln!(
+                "wasmflow: dispatch: {duplicates} duplicate result(s) ignored, {dropped} result(s) dropped for a bad signature"
+            );
+        }
+        d.shutdown();
+    }
     if let Some(servers) = tool_servers {
         servers.shutdown();
     }

@@ -42,6 +42,9 @@ pub fn apply(spec: &mut RunSpec, args: &RunArgs) -> Result<(), InputError> {
     if let Some(n) = args.retries {
         b.retries = Some(n);
     }
+    if let Some(u) = &args.dispatch {
+        b.dispatch = Some(u.clone());
+    }
     if let Some(p) = &args.mcp_config {
         b.mcp_config = Some(p.clone());
     }

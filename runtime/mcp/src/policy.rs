@@ -140,7 +140,8 @@ impl Policy {
                     self.allowed()
                 ));
             }
-            let sets = |owner: &&str| *owner == b || (*owner == "*" && b != "sim");
+            let sets =
+                |owner: &&str| *owner == b || *owner == "all" || (*owner == "*" && b != "sim");
             if let Some((_, key)) = self.project_sets.iter().find(|(owner, _)| sets(owner)) {
                 return Err(format!(
                     "the project's wasmflow.toml sets `{key}`, and runs started by a model take commands, URLs, key variables, prices and confirmation thresholds only from the user's config (a model can edit project files): move `{key}` to ~/.config/wasmflow/config.toml to run on `{b}` through MCP"
@@ -161,7 +162,7 @@ impl Policy {
 
 /// What a config file sets that would choose a command line, a URL or an
 /// environment variable for a backend (`*`: any backend that costs money,
-/// for prices and confirmation thresholds).
+/// for prices and confirmation thresholds; `all`: any backend at all).
 fn commands_and_urls(c: &Config) -> Vec<(&'static str, &'static str)> {
     let mut out = Vec::new();
     if c.exec.is_some() {
@@ -200,6 +201,10 @@ fn commands_and_urls(c: &Config) -> Vec<(&'static str, &'static str)> {
         || a.web_fetch_max_uses.is_some()
     {
         out.push(("anthropic", "anthropic server tools"));
+    }
+    if c.dispatch.url.is_some() || c.dispatch.creds.is_some() {
+        // Prompts would leave the machine, whatever the backend.
+        out.push(("all", "[dispatch]"));
     }
     // MCP servers are command lines and URLs too, for any real backend's
     // agents; `[tools]` may only narrow what the user's config offers.

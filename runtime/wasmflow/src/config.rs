@@ -300,6 +300,16 @@ pub struct ToolsSection {
     pub max_result_bytes: Option<usize>,
 }
 
+/// `[dispatch]`: where `run` sends agents by default (workers over NATS).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchSection {
+    /// `nats://HOST:PORT[/POOL]` (or `tls://`).
+    pub url: Option<String>,
+    /// A NATS `.creds` file.
+    pub creds: Option<PathBuf>,
+}
+
 /// One configuration file, or several merged.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -368,6 +378,9 @@ pub struct Config {
     #[serde(default)]
     /// `[tools]` settings.
     pub tools: ToolsSection,
+    #[serde(default)]
+    /// `[dispatch]` settings.
+    pub dispatch: DispatchSection,
 }
 
 impl Config {
@@ -566,6 +579,10 @@ impl Config {
             command: over.opencode.command.or(self.opencode.command),
         };
         self.mcp_servers.extend(over.mcp_servers);
+        self.dispatch = DispatchSection {
+            url: over.dispatch.url.or(self.dispatch.url),
+            creds: over.dispatch.creds.or(self.dispatch.creds),
+        };
         self.tools = ToolsSection {
             allow: over.tools.allow.or(self.tools.allow),
             // Denials add up: a project cannot lift the user's.

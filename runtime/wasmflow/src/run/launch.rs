@@ -209,6 +209,9 @@ pub struct Prepared {
     /// Where agents that use tools keep their transcripts (the run
     /// directory, once open).
     pub transcripts: crate::run::transcript::Transcripts,
+    /// The backend agents go to instead of the one the spec names (the
+    /// command line puts NATS dispatch here; an embedder its own).
+    pub backend_override: Option<Arc<dyn crate::backend::AgentBackend>>,
     started: Instant,
 }
 
@@ -288,6 +291,7 @@ pub fn prepare_with(
         notices,
         tools: None,
         transcripts: Default::default(),
+        backend_override: None,
         started,
     })
 }
@@ -492,7 +496,8 @@ impl Prepared {
         ))
     }
 
-    fn agent_timeout(&self) -> Result<Duration, InputError> {
+    /// Wall clock per agent: the spec's, else the config's, else 30 minutes.
+    pub fn agent_timeout(&self) -> Result<Duration, InputError> {
         Ok(
             match (
                 self.spec.backend.agent_timeout_ms,
@@ -591,7 +596,10 @@ impl Prepared {
             tools: toolbox,
             transcripts: self.transcripts.clone(),
         };
-        let backend = crate::backend::build::build(&cx, &self.backend_name, &mut self.notices)?;
+        let backend = match &self.backend_override {
+            Some(b) => b.clone(),
+            None => crate::backend::build::build(&cx, &self.backend_name, &mut self.notices)?,
+        };
         // What would fail every agent (a missing key, a dead server, a typo
         // in a model name) is found before the run directory exists:
         // nothing that did not start may look resumable.

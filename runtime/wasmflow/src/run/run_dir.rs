@@ -398,8 +398,18 @@ impl RunDir {
     /// private on first use, opened as a capability: what writes there can
     /// touch nothing else.
     pub fn subdir(&self, name: &str) -> io::Result<Dir> {
-        self.dir.create_dir_with(name, &private_dir())?;
-        self.dir.open_dir(name)
+        Self::subdir_of(&self.dir, name)
+    }
+
+    /// [`Self::subdir`] of a run directory opened with [`Self::handle`].
+    pub fn subdir_of(dir: &Dir, name: &str) -> io::Result<Dir> {
+        dir.create_dir_with(name, &private_dir())?;
+        dir.open_dir(name)
+    }
+
+    /// The run directory as a capability of its own.
+    pub fn handle(&self) -> io::Result<Dir> {
+        self.dir.try_clone()
     }
 
     /// Opens `name` in `dir` for appending (created private).

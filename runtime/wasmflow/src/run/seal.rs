@@ -67,7 +67,7 @@ fn key(home: Option<&Path>) -> Result<Vec<u8>, String> {
 }
 
 /// HMAC-SHA256 (RFC 2104).
-fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
+pub fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
     let mut block = [0u8; 64];
     if key.len() > 64 {
         block[..32].copy_from_slice(&Sha256::digest(key));

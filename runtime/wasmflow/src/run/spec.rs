@@ -163,6 +163,11 @@ pub struct BackendSpec {
     /// HTTP backends: retries after 429, 5xx and network errors.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
+    /// `nats://HOST:PORT[/POOL]`: the agents run on workers there
+    /// (`--dispatch`; the embedder supplies the backend, see
+    /// `Prepared::backend_override`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispatch: Option<String>,
     /// A Claude Code `.mcp.json`-format file of MCP servers for the
     /// agents (`--mcp-config`), besides `[mcp_servers]`.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -22,10 +22,10 @@ pub const MAX_FILE: u64 = 2 << 20;
 pub struct Transcripts(Arc<Mutex<Option<cap_std::fs::Dir>>>);
 
 impl Transcripts {
-    /// Sends transcripts to `dir`'s `transcripts/` folder.
+    /// Sends transcripts to `dir`'s `transcripts/` folder (made when the
+    /// first agent with tools starts).
     pub fn attach(&self, dir: &RunDir) -> std::io::Result<()> {
-        let sub = dir.subdir("transcripts")?;
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(sub);
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(dir.handle()?);
         Ok(())
     }
 
@@ -36,7 +36,8 @@ impl Transcripts {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .and_then(|d| RunDir::append_in(d, &format!("{id}.jsonl")).ok());
+            .and_then(|d| RunDir::subdir_of(d, "transcripts").ok())
+            .and_then(|d| RunDir::append_in(&d, &format!("{id}.jsonl")).ok());
         let written = file
             .as_ref()
             .and_then(|f| f.metadata().ok())

@@ -1,0 +1,115 @@
+//! Connecting to the broker and the streams wasmflow uses.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+
+use crate::wire;
+
+/// How to reach the broker. Credentials come from a creds file, or from
+/// `NATS_TOKEN`, or `NATS_USER` and `NATS_PASSWORD`; `tls://` URLs use TLS.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerOptions {
+    /// `nats://HOST:PORT` or `tls://HOST:PORT`.
+    pub url: String,
+    /// A `.creds` file (JWT and NKey seed).
+    pub creds: Option<PathBuf>,
+    /// Client name the server shows.
+    pub name: String,
+}
+
+/// Splits `nats://HOST:PORT/POOL` into the URL and the pool (`default`).
+pub fn split_pool(url: &str) -> Result<(String, String), String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("`{url}` is not a NATS URL (nats://HOST:PORT[/POOL])"))?;
+    if !matches!(scheme, "nats" | "tls") {
+        return Err(format!(
+            "`{url}`: the scheme must be nats:// or tls://, not {scheme}://"
+        ));
+    }
+    let (host, pool) = match rest.split_once('/') {
+        Some((host, pool)) if !pool.is_empty() => (host, pool.trim_end_matches('/')),
+        Some((host, _)) => (host, "default"),
+        None => (rest, "default"),
+    };
+    wire::check_token("pool", pool)?;
+    Ok((format!("{scheme}://{host}"), pool.to_string()))
+}
+
+/// Connects, with the credentials the options and environment give.
+pub async fn connect(options: &BrokerOptions) -> Result<async_nats::Client, String> {
+    let mut connect = async_nats::ConnectOptions::new()
+        .name(&options.name)
+        .connection_timeout(Duration::from_secs(5))
+        .retry_on_initial_connect();
+    if let Some(creds) = &options.creds {
+        connect = connect
+            .credentials_file(creds)
+            .await
+            .map_err(|e| format!("cannot read the NATS credentials {}: {e}", creds.display()))?;
+    } else if let Ok(token) = std::env::var("NATS_TOKEN") {
+        connect = connect.token(token);
+    } else if let (Ok(user), Ok(password)) =
+        (std::env::var("NATS_USER"), std::env::var("NATS_PASSWORD"))
+    {
+        connect = connect.user_and_password(user, password);
+    }
+    if options.url.starts_with("tls://") {
+        connect = connect.require_tls(true);
+    }
+    let client = tokio::time::timeout(Duration::from_secs(10), connect.connect(&options.url))
+        .await
+        .map_err(|_| format!("cannot reach the NATS server at {} within 10s", options.url))?
+        .map_err(|e| format!("cannot connect to the NATS server at {}: {e}", options.url))?;
+    Ok(client)
+}
+
+/// The work-queue stream (requests by pool) and the results stream (by
+/// run), created when missing.
+pub async fn ensure_streams(js: &jetstream::Context) -> Result<(), String> {
+    js.get_or_create_stream(stream::Config {
+        name: wire::WORK_STREAM.into(),
+        subjects: vec!["wasmflow.work.>".into()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        max_message_size: wire::MAX_MESSAGE as i32,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("cannot create the {} stream: {e}", wire::WORK_STREAM))?;
+    js.get_or_create_stream(stream::Config {
+        name: wire::RESULT_STREAM.into(),
+        subjects: vec!["wasmflow.result.>".into()],
+        retention: stream::RetentionPolicy::Limits,
+        storage: stream::StorageType::File,
+        max_message_size: wire::MAX_MESSAGE as i32,
+        max_age: Duration::from_secs(7 * 24 * 3600),
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("cannot create the {} stream: {e}", wire::RESULT_STREAM))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_pools() {
+        assert_eq!(
+            split_pool("nats://h:4222").unwrap(),
+            ("nats://h:4222".into(), "default".into())
+        );
+        assert_eq!(
+            split_pool("tls://h:4222/haiku-pool").unwrap(),
+            ("tls://h:4222".into(), "haiku-pool".into())
+        );
+        assert!(split_pool("http://h").is_err());
+        assert!(split_pool("nats://h/a.b").is_err());
+    }
+}

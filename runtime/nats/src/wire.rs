@@ -1,0 +1,298 @@
+//! What travels over the broker: agent requests to workers, results back,
+//! and the HMAC that authenticates a result with its run's secret.
+//!
+//! A request carries what a local backend gets for one try (prompt,
+//! options, model, schema, feedback) and nothing of the coordinator's
+//! machine: no command line, working directory or environment.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use wasmflow::backend::{AgentFailure, AgentOutput, AgentReply, AgentRequest, FailureKind, Usage};
+
+/// Format of the messages below.
+pub const VERSION: u32 = 1;
+/// Largest request or result a worker or coordinator accepts.
+pub const MAX_MESSAGE: usize = 1 << 20;
+
+/// The stream agent requests wait in, one subject per pool.
+pub const WORK_STREAM: &str = "WASMFLOW_WORK";
+/// The stream results go back on, one subject per run.
+pub const RESULT_STREAM: &str = "WASMFLOW_RESULTS";
+
+/// Where a pool's requests go.
+pub fn work_subject(pool: &str) -> String {
+    format!("wasmflow.work.{pool}")
+}
+
+/// Every result of a run (the coordinator's filter).
+pub fn run_results(run: &str) -> String {
+    format!("wasmflow.result.{run}.>")
+}
+
+/// Where one try's result goes: its own subject, so a worker can ask the
+/// stream whether it was sent already.
+pub fn result_subject(run: &str, agent: u64, attempt: u32) -> String {
+    format!("wasmflow.result.{run}.{agent}.{attempt}")
+}
+
+/// The broker's de-duplication id of one try of one agent: a request
+/// published twice, or a result sent twice, is stored once.
+pub fn msg_id(run: &str, agent: u64, attempt: u32) -> String {
+    format!("{run}.{agent}.{attempt}")
+}
+
+/// Pool and run names become subject tokens: letters, digits, `-`, `_`.
+pub fn check_token(what: &str, name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "{what} `{name}` must be 1-64 letters, digits, `-` or `_`"
+        ));
+    }
+    Ok(())
+}
+
+/// One try of one agent, for a worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkRequest {
+    /// [`VERSION`].
+    pub v: u32,
+    /// The run (its results subject).
+    pub run: String,
+    /// The run-wide agent id.
+    pub agent: u64,
+    /// The scheduler's try (a broker redelivery keeps it).
+    pub attempt: u32,
+    /// The agent's content key (prompt and options).
+    pub key: String,
+    /// The backend the worker must run it on.
+    pub backend: String,
+    /// The model routing chose.
+    pub model: Option<String>,
+    /// The prompt as a local backend gets it.
+    pub prompt: String,
+    /// The script's options.
+    pub options: Map<String, Value>,
+    /// `opts.label`.
+    pub label: Option<String>,
+    /// The progress group.
+    pub phase: Option<String>,
+    /// `opts.schema`, as written.
+    pub schema: Option<Value>,
+    /// A schema retry's feedback.
+    pub feedback: Vec<String>,
+    /// The run's secret (hex): results are signed with it.
+    pub secret: String,
+}
+
+impl WorkRequest {
+    /// The request a local backend would get.
+    pub fn to_agent_request(&self) -> Result<AgentRequest, String> {
+        let schema = match &self.schema {
+            Some(s) => Some(wasmflow::script::schema::Schema::compile(s)?),
+            None => None,
+        };
+        Ok(AgentRequest {
+            id: self.agent,
+            prompt: self.prompt.clone(),
+            options: self.options.clone(),
+            label: self.label.clone(),
+            phase: self.phase.clone(),
+            attempt: self.attempt,
+            priority: 0,
+            model: self.model.clone(),
+            // The worker runs it on its own backend: no routing there.
+            backend: None,
+            schema,
+            feedback: self.feedback.clone(),
+        })
+    }
+}
+
+/// How a try ended, from a worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkResult {
+    /// [`VERSION`].
+    pub v: u32,
+    /// The run.
+    pub run: String,
+    /// The agent.
+    pub agent: u64,
+    /// The try.
+    pub attempt: u32,
+    /// The agent's content key, as the request had it.
+    pub key: String,
+    /// The worker that ran it.
+    pub worker: String,
+    /// `{"text": …}` or `{"json": …}` when it answered.
+    pub output: Option<Value>,
+    /// Why it failed, when it did.
+    pub failure: Option<String>,
+    /// `quota`, `auth`, `refused` or `other`.
+    pub kind: Option<String>,
+    /// Tokens used.
+    pub usage: Usage,
+    /// HMAC-SHA256 of the rest, under the run's secret (hex).
+    #[serde(default)]
+    pub mac: String,
+}
+
+impl WorkResult {
+    /// A result for `request` from `outcome`, signed.
+    pub fn new(
+        request: &WorkRequest,
+        worker: &str,
+        outcome: &wasmflow::backend::AgentResult,
+    ) -> WorkResult {
+        let (output, failure, kind, usage) = match outcome {
+            Ok(reply) => (
+                Some(match &reply.output {
+                    AgentOutput::Text(t) => serde_json::json!({"text": t}),
+                    AgentOutput::Json(v) => serde_json::json!({"json": v}),
+                }),
+                None,
+                None,
+                reply.usage,
+            ),
+            Err(f) => (
+                None,
+                Some(f.reason.clone()),
+                Some(
+                    match f.kind {
+                        FailureKind::Quota => "quota",
+                        FailureKind::Auth => "auth",
+                        FailureKind::Refused => "refused",
+                        FailureKind::Other => "other",
+                    }
+                    .to_string(),
+                ),
+                f.usage,
+            ),
+        };
+        let mut result = WorkResult {
+            v: VERSION,
+            run: request.run.clone(),
+            agent: request.agent,
+            attempt: request.attempt,
+            key: request.key.clone(),
+            worker: worker.to_string(),
+            output,
+            failure,
+            kind,
+            usage,
+            mac: String::new(),
+        };
+        result.mac = result.expected_mac(&request.secret);
+        result
+    }
+
+    /// The MAC this result should carry under `secret` (hex).
+    pub fn expected_mac(&self, secret: &str) -> String {
+        let mut unsigned = self.clone();
+        unsigned.mac = String::new();
+        let bytes = serde_json::to_vec(&unsigned).unwrap_or_default();
+        wasmflow::run::key::hex(&wasmflow::run::seal::hmac(secret.as_bytes(), &bytes))
+    }
+
+    /// Whether it was signed with `secret` (constant-time compare).
+    pub fn verify(&self, secret: &str) -> bool {
+        let expected = self.expected_mac(secret);
+        expected.len() == self.mac.len()
+            && expected
+                .bytes()
+                .zip(self.mac.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+
+    /// What the scheduler gets.
+    pub fn into_agent_result(self) -> wasmflow::backend::AgentResult {
+        match (self.output, self.failure) {
+            (Some(out), _) => {
+                let output = match (out.get("text"), out.get("json")) {
+                    (Some(Value::String(t)), _) => AgentOutput::Text(t.clone()),
+                    (_, Some(v)) => AgentOutput::Json(v.clone()),
+                    _ => {
+                        return Err(AgentFailure {
+                            reason: "a worker's result has no text or json output".into(),
+                            usage: self.usage,
+                            kind: FailureKind::Other,
+                        });
+                    }
+                };
+                Ok(AgentReply {
+                    output,
+                    usage: self.usage,
+                })
+            }
+            (None, failure) => Err(AgentFailure {
+                reason: failure.unwrap_or_else(|| "the worker gave no reason".into()),
+                usage: self.usage,
+                kind: match self.kind.as_deref() {
+                    Some("quota") => FailureKind::Quota,
+                    Some("auth") => FailureKind::Auth,
+                    Some("refused") => FailureKind::Refused,
+                    _ => FailureKind::Other,
+                },
+            }),
+        }
+    }
+}
+
+/// 32 random bytes as hex: a run's secret.
+pub fn new_secret() -> Result<String, String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("cannot read /dev/urandom for a run secret: {e}"))?;
+    Ok(wasmflow::run::key::hex(&bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> WorkRequest {
+        WorkRequest {
+            v: VERSION,
+            run: "r1".into(),
+            agent: 7,
+            attempt: 1,
+            key: "k".into(),
+            backend: "sim".into(),
+            model: None,
+            prompt: "p".into(),
+            options: Map::new(),
+            label: None,
+            phase: None,
+            schema: None,
+            feedback: Vec::new(),
+            secret: "s3cret".into(),
+        }
+    }
+
+    #[test]
+    fn results_are_signed_and_checked() {
+        let reply: wasmflow::backend::AgentResult = Ok(AgentReply {
+            output: AgentOutput::Text("hi".into()),
+            usage: Usage::new(3, 4),
+        });
+        let r = WorkResult::new(&request(), "w1", &reply);
+        assert!(r.verify("s3cret"));
+        assert!(!r.verify("other"));
+        let mut forged = r.clone();
+        forged.output = Some(serde_json::json!({"text": "FORGED"}));
+        assert!(!forged.verify("s3cret"));
+        assert_eq!(
+            r.into_agent_result().unwrap().output,
+            AgentOutput::Text("hi".into())
+        );
+        assert!(check_token("pool", "haiku-pool").is_ok());
+        assert!(check_token("pool", "a.b").is_err());
+    }
+}

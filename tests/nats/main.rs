@@ -1,0 +1,359 @@
+//! A run's agents on workers over NATS JetStream, end to end: Debian's
+//! `nats-server` (2.9, `NATS_SERVER` names it) on a free port of
+//! 127.0.0.1 with a temporary store, `wasmflow worker` processes on the sim
+//! backend, each keeping a ledger of the agents it ran (`--sim-trace`), and
+//! `wasmflow run --dispatch` as the coordinator.
+//!
+//! Run by tests/nats/run.sh (not by a bare `cargo test`: it needs the
+//! server, which that script installs).
+
+#![allow(dead_code)]
+
+#[path = "../all/support.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{run_in, temp_dir};
+
+/// A `nats-server` with JetStream, stopped when dropped.
+struct Broker {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Broker {
+    fn start(name: &str) -> Broker {
+        let server = std::env::var_os("NATS_SERVER")
+            .map(PathBuf::from)
+            .expect("NATS_SERVER names nats-server (run tests/nats/run.sh)");
+        let dir = temp_dir(name);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(server)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir.join("store"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("nats.log")).unwrap())
+            .spawn()
+            .expect("nats-server starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker { child, port, dir }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Publishes `payload` on `subject` over the plain NATS protocol (a
+    /// JetStream stream stores it like any publish).
+    fn publish(&self, subject: &str, payload: &[u8]) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut msg = format!(
+            "CONNECT {{\"verbose\":false}}\r\nPUB {subject} {}\r\n",
+            payload.len()
+        )
+        .into_bytes();
+        msg.extend_from_slice(payload);
+        msg.extend_from_slice(b"\r\nPING\r\n");
+        s.write_all(&msg).unwrap();
+        let mut buf = [0u8; 512];
+        let _ = std::io::Read::read(&mut s, &mut buf);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `wasmflow worker` process, killed when dropped.
+struct Worker {
+    child: Child,
+    ledger: PathBuf,
+}
+
+impl Worker {
+    fn start(broker: &Broker, dir: &Path, name: &str, extra: &[&str]) -> Worker {
+        let ledger = dir.join(format!("ledger-{name}.jsonl"));
+        let child = support::wasmflow()
+            .current_dir(dir)
+            .env("HOME", dir)
+            .args(["worker", "--nats", &broker.url(), "--name", name])
+            .arg("--sim-trace")
+            .arg(&ledger)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
+            .spawn()
+            .expect("the worker starts");
+        Worker { child, ledger }
+    }
+
+    /// The agents it ran to their end: label -> count.
+    fn ran(&self) -> BTreeMap<String, u32> {
+        let mut out = BTreeMap::new();
+        for line in std::fs::read_to_string(&self.ledger)
+            .unwrap_or_default()
+            .lines()
+        {
+            let v: Value = serde_json::from_str(line).unwrap();
+            if v.get("abandoned").is_none() {
+                *out.entry(v["label"].as_str().unwrap_or("").to_string())
+                    .or_insert(0) += 1;
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn fan_out(n: usize) -> String {
+    format!(
+        "export const meta = {{ name: 'fan', description: 'agents in parallel' }}\n\
+         const r = await parallel(Array.from({{ length: {n} }}, (_, i) => () => agent('item ' + i, {{ label: 'item-' + i }})))\n\
+         return r"
+    )
+}
+
+/// Agent ids in the run's record of finished agents, with how often each
+/// appears.
+fn journaled(dir: &Path, id: &str) -> BTreeMap<u64, u32> {
+    let mut out = BTreeMap::new();
+    let text = std::fs::read_to_string(dir.join(format!(".wasmflow/runs/{id}/agents.jsonl")))
+        .unwrap_or_default();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        *out.entry(v["agentId"].as_u64().unwrap()).or_insert(0) += 1;
+    }
+    out
+}
+
+fn merged(workers: &[Worker]) -> BTreeMap<String, u32> {
+    let mut all = BTreeMap::new();
+    for w in workers {
+        for (label, n) in w.ran() {
+            *all.entry(label).or_insert(0) += n;
+        }
+    }
+    all
+}
+
+#[test]
+fn a_thousand_agents_over_1_2_and_4_workers_give_the_local_result() {
+    let dir = temp_dir("nats-1000");
+    std::fs::write(dir.join("flow.js"), fan_out(1000)).unwrap();
+    let local = run_in(
+        &dir,
+        "flow.js",
+        &["--json", "--quiet", "--max-agents", "2000"],
+    );
+    assert_eq!(local.code, 0, "{}", local.stderr);
+    let expected = local.json()["result"].clone();
+    assert_eq!(expected.as_array().unwrap().len(), 1000);
+    for n in [1usize, 2, 4] {
+        let broker = Broker::start(&format!("broker-{n}"));
+        let run_dir = temp_dir(&format!("nats-1000-{n}"));
+        std::fs::write(run_dir.join("flow.js"), fan_out(1000)).unwrap();
+        let workers: Vec<Worker> = (0..n)
+            .map(|i| Worker::start(&broker, &run_dir, &format!("w{i}"), &["--slots", "16"]))
+            .collect();
+        let out = run_in(
+            &run_dir,
+            "flow.js",
+            &[
+                "--json",
+                "--quiet",
+                "--max-agents",
+                "2000",
+                "--dispatch",
+                &broker.url(),
+            ],
+        );
+        assert_eq!(out.code, 0, "{n} workers: {}", out.stderr);
+        let v = out.json();
+        assert_eq!(v["result"], expected, "{n} workers give the local result");
+        let id = v["run_id"].as_str().unwrap();
+        let journal = journaled(&run_dir, id);
+        assert_eq!(journal.len(), 1000);
+        assert!(
+            journal.values().all(|&c| c == 1),
+            "every agent journaled once"
+        );
+        let ran = merged(&workers);
+        assert_eq!(ran.len(), 1000, "{n} workers ran every agent");
+        assert!(ran.values().all(|&c| c == 1), "none ran twice");
+        if n > 1 {
+            let busy = workers.iter().filter(|w| !w.ran().is_empty()).count();
+            assert!(busy > 1, "the work was shared over {n} workers");
+        }
+    }
+}
+
+#[test]
+fn a_killed_worker_costs_only_its_in_flight_agents() {
+    let broker = Broker::start("broker-kill");
+    let dir = temp_dir("nats-kill");
+    std::fs::write(dir.join("flow.js"), fan_out(120)).unwrap();
+    let slots = 8;
+    let flags = ["--slots", "8", "--ack-wait", "2s", "--sim-latency", "300"];
+    let mut doomed = Worker::start(&broker, &dir, "doomed", &flags);
+    let survivor = Worker::start(&broker, &dir, "survivor", &flags);
+    let coordinator = support::wasmflow()
+        .current_dir(&dir)
+        .env("HOME", &dir)
+        .args([
+            "run",
+            "flow.js",
+            "--json",
+            "--quiet",
+            "--dispatch",
+            &broker.url(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the doomed worker has finished some agents, kill -9 it mid-run.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while doomed.ran().len() < 8 {
+        assert!(
+            Instant::now() < deadline,
+            "the doomed worker never ran agents"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let killed = Instant::now();
+    doomed.child.kill().unwrap();
+    doomed.child.wait().unwrap();
+    let out = coordinator.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = v["result"].as_array().unwrap();
+    assert_eq!(results.len(), 120);
+    assert!(
+        results.iter().all(Value::is_string),
+        "every agent finished elsewhere"
+    );
+    let id = v["run_id"].as_str().unwrap();
+    let journal = journaled(&dir, id);
+    assert_eq!(journal.len(), 120);
+    assert!(
+        journal.values().all(|&c| c == 1),
+        "every agent journaled once"
+    );
+    let ran = merged(&[doomed, survivor]);
+    assert_eq!(ran.len(), 120);
+    let twice = ran.values().filter(|&&c| c > 1).count();
+    assert!(
+        twice <= slots,
+        "at most the dead worker's {slots} in-flight agents ran twice, not {twice}"
+    );
+    // Its in-flight agents waited out their lease (2 s) at most once.
+    assert!(killed.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn a_forged_result_is_ignored() {
+    let broker = Broker::start("broker-forge");
+    let dir = temp_dir("nats-forge");
+    std::fs::write(
+        dir.join("flow.js"),
+        "export const meta = { name: 'one', description: 'one agent' }\nreturn await agent('the real one', { label: 'only' })\n",
+    )
+    .unwrap();
+    let _worker = Worker::start(&broker, &dir, "w", &["--sim-latency", "2500"]);
+    let launched = support::cli_in(
+        &dir,
+        &[
+            "run",
+            "flow.js",
+            "--detach",
+            "--quiet",
+            "--dispatch",
+            &broker.url(),
+        ],
+    );
+    assert_eq!(
+        launched.status.code(),
+        Some(0),
+        "{}",
+        support::text(&launched.stderr)
+    );
+    let id = support::text(&launched.stdout).trim().to_string();
+    // While the real agent runs: a result for it without the run's secret.
+    std::thread::sleep(Duration::from_millis(800));
+    let forged = serde_json::json!({
+        "v": 1, "run": id, "agent": 1, "attempt": 1, "key": "k", "worker": "mallory",
+        "output": {"text": "FORGED"}, "failure": null, "kind": null,
+        "usage": {"input": 1, "output": 1}, "mac": "00".repeat(32),
+    });
+    broker.publish(
+        &format!("wasmflow.result.{id}.1.1"),
+        forged.to_string().as_bytes(),
+    );
+    let waited = support::cli_in(&dir, &["wait", &id, "--json"]);
+    let text = support::text(&waited.stdout);
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{text}"));
+    assert_eq!(v["status"], "ok", "{text}");
+    let result = v["result"].as_str().unwrap_or_default().to_string();
+    assert!(!result.contains("FORGED"), "{result}");
+    assert!(!result.is_empty());
+}
+
+#[test]
+fn a_worker_refuses_a_backend_it_does_not_have() {
+    let broker = Broker::start("broker-refuse");
+    let dir = temp_dir("nats-refuse");
+    std::fs::write(
+        dir.join("flow.js"),
+        "export const meta = { name: 'one', description: 'one agent' }\nconst r = await agent('x', { label: 'needs-claude' })\nreturn r === null ? 'refused' : r\n",
+    )
+    .unwrap();
+    let _worker = Worker::start(&broker, &dir, "simmy", &[]);
+    let out = run_in(
+        &dir,
+        "flow.js",
+        &[
+            "--json",
+            "--quiet",
+            "--yes",
+            "--backend",
+            "claude",
+            "--dispatch",
+            &broker.url(),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v = out.json();
+    assert_eq!(v["result"], "refused");
+    let reason = v["failures"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("worker simmy runs agents on `sim`; it has no `claude` backend"),
+        "{reason}"
+    );
+}
