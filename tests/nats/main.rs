@@ -357,3 +357,133 @@ fn a_worker_refuses_a_backend_it_does_not_have() {
         "{reason}"
     );
 }
+
+#[test]
+fn sigterm_finishes_running_agents_within_the_grace_and_hands_back_the_rest() {
+    let broker = Broker::start("broker-term");
+    let dir = temp_dir("nats-term");
+    std::fs::write(dir.join("flow.js"), fan_out(12)).unwrap();
+    // Agents of 1.5 s; the first worker gets SIGTERM while 4 run.
+    let mut first = Worker::start(
+        &broker,
+        &dir,
+        "first",
+        &[
+            "--slots",
+            "4",
+            "--sim-latency",
+            "1500",
+            "--grace",
+            "5s",
+            "--ack-wait",
+            "3s",
+        ],
+    );
+    let coordinator = support::wasmflow()
+        .current_dir(&dir)
+        .env("HOME", &dir)
+        .args([
+            "run",
+            "flow.js",
+            "--json",
+            "--quiet",
+            "--dispatch",
+            &broker.url(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let pid = first.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = first.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "the worker stops cleanly");
+    // Its 4 running agents finished within the grace; it took no more.
+    assert_eq!(first.ran().len(), 4, "{:?}", first.ran());
+    let second = Worker::start(
+        &broker,
+        &dir,
+        "second",
+        &["--slots", "8", "--sim-latency", "10"],
+    );
+    let out = coordinator.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["result"].as_array().unwrap().iter().all(Value::is_string));
+    let ran = merged(&[first, second]);
+    assert_eq!(ran.len(), 12);
+    assert!(ran.values().all(|&c| c == 1), "none ran twice: {ran:?}");
+
+    // A grace shorter than the agents: they are handed back at once (not
+    // after their lease) and run elsewhere.
+    let dir = temp_dir("nats-term-short");
+    std::fs::write(dir.join("flow.js"), fan_out(4)).unwrap();
+    let mut first = Worker::start(
+        &broker,
+        &dir,
+        "first",
+        &[
+            "--slots",
+            "4",
+            "--sim-latency",
+            "3000",
+            "--grace",
+            "200ms",
+            "--ack-wait",
+            "30s",
+        ],
+    );
+    let coordinator = support::wasmflow()
+        .current_dir(&dir)
+        .env("HOME", &dir)
+        .args([
+            "run",
+            "flow.js",
+            "--json",
+            "--quiet",
+            "--dispatch",
+            &broker.url(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let stopped = Instant::now();
+    let pid = first.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    first.child.wait().unwrap();
+    let second = Worker::start(&broker, &dir, "second", &["--slots", "8"]);
+    let out = coordinator.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_secs(15),
+        "handed back, not left to a 30 s lease: {:?}",
+        stopped.elapsed()
+    );
+    assert!(first.ran().is_empty());
+    assert_eq!(second.ran().len(), 4);
+}

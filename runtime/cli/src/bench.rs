@@ -33,7 +33,7 @@ pub struct BenchArgs {
 }
 
 const TRIVIAL: &str = "return 1";
-const PARALLEL_1000: &str = "const r = await parallel(Array.from({ length: 1000 }, (_, i) => () => agent('p' + i))); return r.length";
+pub(crate) const PARALLEL_1000: &str = "const r = await parallel(Array.from({ length: 1000 }, (_, i) => () => agent('p' + i))); return r.length";
 const SEQUENCE_1000: &str =
     "let n = 0; for (let i = 0; i < 1000; i++) { if (await agent('p' + i)) n++ } return n";
 
@@ -159,7 +159,7 @@ fn resume_once(engine: &WorkflowEngine, root: &Path) -> Result<Duration, String>
     Ok(first_live - start)
 }
 
-fn run_once(
+pub(crate) fn run_once(
     engine: &WorkflowEngine,
     source: &str,
     backend: Arc<dyn AgentBackend>,
@@ -458,6 +458,7 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
     let mcp = crate::bench_mcp::figures(n.min(20))?;
     let dash = crate::bench_serve::figures(n.min(20))?;
     let tools = crate::bench_tools::figures(&engine, n.min(20))?;
+    let nats = crate::bench_nats::figures(&engine, n)?;
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let figures = json!({
         "detach_launch_to_id_ms": detach.launch.as_secs_f64() * 1e3,
@@ -475,6 +476,14 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
         "tools_call_p50_us": us(tools.call_p50),
         "tools_call_p99_us": us(tools.call_p99),
         "tools_loop_1000_agents_us_per_agent": us(tools.loop_1000) / 1000.0,
+        "nats": nats.as_ref().map(|f| json!({
+            "round_trip_p50_us": us(f.round_trip.0),
+            "round_trip_p99_us": us(f.round_trip.1),
+            "local_p50_us": us(f.local.0),
+            "local_p99_us": us(f.local.1),
+            "parallel_1000_ms": f.parallel.iter().map(|(w, d)| json!({"workers": w, "ms": d.as_secs_f64() * 1e3})).collect::<Vec<_>>(),
+            "broker_rss_kb": f.broker_rss_kb,
+        })),
         "engine_load_ms": load.as_secs_f64() * 1e3,
         "trivial_run_warm_ms": trivial.as_secs_f64() * 1e3,
         "process_trivial_run_ms": process.as_secs_f64() * 1e3,
@@ -612,6 +621,30 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
             "1,000 openai agents, 1 tool call each   {:>9.2} us/agent (two turns, in-process tool)",
             us(tools.loop_1000) / 1000.0
         );
+        match &nats {
+            None => println!(
+                "nats dispatch                           not measured: nats-server not found"
+            ),
+            Some(f) => {
+                println!(
+                    "nats: one agent's round trip, p50/p99   {:>9.1} us / {:.1} us (in-process: {:.1} / {:.1})",
+                    us(f.round_trip.0),
+                    us(f.round_trip.1),
+                    us(f.local.0),
+                    us(f.local.1)
+                );
+                for (w, d) in &f.parallel {
+                    println!(
+                        "nats: 1,000 agents over {w} worker(s)      {:>9.2} ms",
+                        d.as_secs_f64() * 1e3
+                    );
+                }
+                println!(
+                    "nats-server resident memory             {:>9} kB",
+                    f.broker_rss_kb
+                );
+            }
+        }
         println!(
             "(median of {n} runs; parallel/sequence: median of {}; openai: of {})",
             n.min(10),

@@ -11,6 +11,7 @@ mod background;
 mod bench;
 mod bench_detach;
 mod bench_mcp;
+mod bench_nats;
 mod bench_serve;
 mod bench_tools;
 mod list;
