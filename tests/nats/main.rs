@@ -131,6 +131,37 @@ impl Drop for Worker {
     }
 }
 
+/// `wasmflow run flow.js --dispatch` in `dir`, in the background.
+fn coordinate(broker: &Broker, dir: &Path) -> Child {
+    support::wasmflow()
+        .current_dir(dir)
+        .env("HOME", dir)
+        .args([
+            "run",
+            "flow.js",
+            "--json",
+            "--quiet",
+            "--dispatch",
+            &broker.url(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// SIGTERM, as a service manager stops a worker.
+fn terminate(child: &Child) {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
 fn fan_out(n: usize) -> String {
     format!(
         "export const meta = {{ name: 'fan', description: 'agents in parallel' }}\n\
@@ -222,21 +253,7 @@ fn a_killed_worker_costs_only_its_in_flight_agents() {
     let flags = ["--slots", "8", "--ack-wait", "2s", "--sim-latency", "300"];
     let mut doomed = Worker::start(&broker, &dir, "doomed", &flags);
     let survivor = Worker::start(&broker, &dir, "survivor", &flags);
-    let coordinator = support::wasmflow()
-        .current_dir(&dir)
-        .env("HOME", &dir)
-        .args([
-            "run",
-            "flow.js",
-            "--json",
-            "--quiet",
-            "--dispatch",
-            &broker.url(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let coordinator = coordinate(&broker, &dir);
     // Once the doomed worker has finished some agents, kill -9 it mid-run.
     let deadline = Instant::now() + Duration::from_secs(20);
     while doomed.ran().len() < 8 {
@@ -379,30 +396,9 @@ fn sigterm_finishes_running_agents_within_the_grace_and_hands_back_the_rest() {
             "3s",
         ],
     );
-    let coordinator = support::wasmflow()
-        .current_dir(&dir)
-        .env("HOME", &dir)
-        .args([
-            "run",
-            "flow.js",
-            "--json",
-            "--quiet",
-            "--dispatch",
-            &broker.url(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let coordinator = coordinate(&broker, &dir);
     std::thread::sleep(Duration::from_millis(700));
-    let pid = first.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    terminate(&first.child);
     let status = first.child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "the worker stops cleanly");
     // Its 4 running agents finished within the grace; it took no more.
@@ -445,31 +441,10 @@ fn sigterm_finishes_running_agents_within_the_grace_and_hands_back_the_rest() {
             "30s",
         ],
     );
-    let coordinator = support::wasmflow()
-        .current_dir(&dir)
-        .env("HOME", &dir)
-        .args([
-            "run",
-            "flow.js",
-            "--json",
-            "--quiet",
-            "--dispatch",
-            &broker.url(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let coordinator = coordinate(&broker, &dir);
     std::thread::sleep(Duration::from_millis(700));
     let stopped = Instant::now();
-    let pid = first.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    terminate(&first.child);
     first.child.wait().unwrap();
     let second = Worker::start(&broker, &dir, "second", &["--slots", "8"]);
     let out = coordinator.wait_with_output().unwrap();

@@ -588,32 +588,24 @@ fn a_server_that_cannot_start_fails_before_any_agent() {
             server.url
         )
     };
-    std::fs::write(
-        dir.join("wasmflow.toml"),
-        toml("[mcp_servers.ghost]\ncommand = \"/nonexistent/mcp-server\"\n"),
-    )
-    .unwrap();
-    let out = run(&dir, r#"return await agent("hi");"#, &[]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(out.stderr.contains("`ghost`"), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("/nonexistent/mcp-server"),
-        "{}",
-        out.stderr
+    // Refused before any agent, exit 2, naming the server and what it said.
+    let refused = |servers: &str, expect: [&str; 2]| {
+        std::fs::write(dir.join("wasmflow.toml"), toml(servers)).unwrap();
+        let out = run(&dir, r#"return await agent("hi");"#, &[]);
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        for e in expect {
+            assert!(out.stderr.contains(e), "{e}: {}", out.stderr);
+        }
+    };
+    // A missing command.
+    refused(
+        "[mcp_servers.ghost]\ncommand = \"/nonexistent/mcp-server\"\n",
+        ["`ghost`", "/nonexistent/mcp-server"],
     );
     // A server that dies at start: its stderr is in the message.
-    std::fs::write(
-        dir.join("wasmflow.toml"),
-        toml("[mcp_servers.crashy]\ncommand = \"sh\"\nargs = [\"-c\", \"echo 'cannot open the database' >&2; exit 3\"]\n"),
-    )
-    .unwrap();
-    let out = run(&dir, r#"return await agent("hi");"#, &[]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(out.stderr.contains("`crashy`"), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("cannot open the database"),
-        "{}",
-        out.stderr
+    refused(
+        "[mcp_servers.crashy]\ncommand = \"sh\"\nargs = [\"-c\", \"echo 'cannot open the database' >&2; exit 3\"]\n",
+        ["`crashy`", "cannot open the database"],
     );
     assert!(turns(&server).is_empty(), "no agent ran");
     assert!(
