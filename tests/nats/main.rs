@@ -462,3 +462,138 @@ fn sigterm_finishes_running_agents_within_the_grace_and_hands_back_the_rest() {
     assert!(first.ran().is_empty());
     assert_eq!(second.ran().len(), 4);
 }
+
+#[test]
+fn stop_cancels_the_running_remote_agents() {
+    let broker = Broker::start("broker-cancel");
+    let dir = temp_dir("nats-cancel");
+    std::fs::write(dir.join("flow.js"), fan_out(16)).unwrap();
+    let flags = ["--slots", "8", "--sim-latency", "30000"];
+    let a = Worker::start(&broker, &dir, "a", &flags);
+    let b = Worker::start(&broker, &dir, "b", &flags);
+    let launched = support::cli_in(
+        &dir,
+        &[
+            "run",
+            "flow.js",
+            "--detach",
+            "--quiet",
+            "--dispatch",
+            &broker.url(),
+        ],
+    );
+    assert_eq!(
+        launched.status.code(),
+        Some(0),
+        "{}",
+        support::text(&launched.stderr)
+    );
+    let id = support::text(&launched.stdout).trim().to_string();
+    // All 16 running on the two workers.
+    std::thread::sleep(Duration::from_millis(2000));
+    // The first stop lets running agents finish within the grace; the
+    // second abandons them, as a second Ctrl-C does.
+    for _ in 0..2 {
+        let stopped = support::cli_in(&dir, &["stop", &id, "--no-wait"]);
+        assert_eq!(
+            stopped.status.code(),
+            Some(0),
+            "{}",
+            support::text(&stopped.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let t = Instant::now();
+    let abandoned = |w: &Worker| {
+        std::fs::read_to_string(&w.ledger)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"abandoned\":true"))
+            .count()
+    };
+    while abandoned(&a) + abandoned(&b) < 16 {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{} of 16 remote agents cancelled",
+            abandoned(&a) + abandoned(&b)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_millis(700),
+        "16 remote agents cancelled {took:?} after the 300 ms wait"
+    );
+    assert!(
+        a.ran().is_empty() && b.ran().is_empty(),
+        "none ran to its end"
+    );
+}
+
+#[test]
+fn a_paused_worker_past_its_lease_sends_nothing() {
+    let broker = Broker::start("broker-fence");
+    let dir = temp_dir("nats-fence");
+    std::fs::write(dir.join("flow.js"), fan_out(1)).unwrap();
+    let mut paused = Worker::start(
+        &broker,
+        &dir,
+        "paused",
+        &["--slots", "1", "--ack-wait", "2s", "--sim-latency", "3000"],
+    );
+    let coordinator = coordinate(&broker, &dir);
+    std::thread::sleep(Duration::from_millis(800));
+    let pid = paused.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Its lease lapses; the request goes to another worker.
+    let other = Worker::start(&broker, &dir, "other", &["--sim-latency", "100"]);
+    let t = Instant::now();
+    while other.ran().is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the request never moved"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = coordinator.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = v["run_id"].as_str().unwrap();
+    assert_eq!(
+        journaled(&dir, id).values().copied().collect::<Vec<_>>(),
+        [1]
+    );
+    // Woken, the paused worker finds its lease gone and sends nothing.
+    let log = dir.join("paused.log");
+    let t = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("lease on agent 1 lapsed")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = paused.child.kill();
+}

@@ -46,6 +46,9 @@ struct Inner {
     js: jetstream::Context,
     options: DispatchOptions,
     run: OnceLock<(String, String)>,
+    /// Makes this coordinator's requests distinct from an earlier one's of
+    /// the same run (a resume re-queues what was cancelled).
+    nonce: String,
     pending: Mutex<HashMap<(u64, u32), oneshot::Sender<WorkResult>>>,
     duplicates: AtomicU64,
     forged: AtomicU64,
@@ -73,6 +76,7 @@ impl Dispatch {
                 js,
                 options,
                 run: OnceLock::new(),
+                nonce: wire::new_secret()?[..12].to_string(),
                 pending: Mutex::new(HashMap::new()),
                 duplicates: AtomicU64::new(0),
                 forged: AtomicU64::new(0),
@@ -134,9 +138,15 @@ impl Dispatch {
         )
     }
 
-    /// Closes the connection.
+    /// Sends what is queued (cancels of agents the run dropped), then
+    /// closes the connection.
     pub fn shutdown(mut self) {
         if let Some(rt) = self.runtime.take() {
+            let client = self.inner.js.client();
+            rt.block_on(async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
+            });
             rt.shutdown_timeout(Duration::from_secs(1));
         }
     }
@@ -241,14 +251,23 @@ impl AgentBackend for DispatchBackend {
 
     fn run(&self, request: AgentRequest) -> BoxFuture<'static, AgentResult> {
         let inner = self.inner.clone();
-        let task = self
-            .inner
-            .handle
-            .spawn(dispatch_one(inner.clone(), request));
+        let task = AbortOnDrop(self.inner.handle.spawn(dispatch_one(inner, request)));
         Box::pin(async move {
-            task.await
+            let mut task = task;
+            (&mut task.0)
+                .await
                 .unwrap_or_else(|e| Err(failure(format!("dispatch ended abnormally: {e}"))))
         })
+    }
+}
+
+/// The scheduler dropping a try (stop, skip, retry) ends its task on the
+/// dispatch runtime too, which cancels it on the worker.
+struct AbortOnDrop(tokio::task::JoinHandle<AgentResult>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -261,11 +280,24 @@ struct Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        self.inner
+        let unanswered = self
+            .inner
             .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.key);
+            .remove(&self.key)
+            .is_some();
+        // Dropped before its result came (stop, skip, retry, timeout): the
+        // worker running it abandons it.
+        if unanswered && let Some((run, secret)) = self.inner.run.get() {
+            let subject = wire::cancel_subject(run, self.key.0, self.key.1);
+            let mac = wire::cancel_mac(secret, &subject);
+            let client = self.inner.js.client();
+            self.inner.handle.spawn(async move {
+                let _ = client.publish(subject, mac.into()).await;
+                let _ = client.flush().await;
+            });
+        }
     }
 }
 
@@ -322,7 +354,12 @@ async fn dispatch_one(inner: Arc<Inner>, request: AgentRequest) -> AgentResult {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(
         "Nats-Msg-Id",
-        wire::msg_id(&run, request.id, request.attempt).as_str(),
+        format!(
+            "{}.{}",
+            wire::msg_id(&run, request.id, request.attempt),
+            inner.nonce
+        )
+        .as_str(),
     );
     let subject = wire::work_subject(&inner.options.pool);
     let published = inner

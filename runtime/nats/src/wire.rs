@@ -41,6 +41,21 @@ pub fn msg_id(run: &str, agent: u64, attempt: u32) -> String {
     format!("{run}.{agent}.{attempt}")
 }
 
+/// Where a coordinator says a try is no longer wanted (stop, skip, retry):
+/// workers running it abandon it.
+pub fn cancel_subject(run: &str, agent: u64, attempt: u32) -> String {
+    format!("wasmflow.cancel.{run}.{agent}.{attempt}")
+}
+
+/// A cancel's payload: the MAC of its subject under the run's secret (hex),
+/// so only the coordinator can cancel its run's agents.
+pub fn cancel_mac(secret: &str, subject: &str) -> String {
+    wasmflow::run::key::hex(&wasmflow::run::seal::hmac(
+        secret.as_bytes(),
+        subject.as_bytes(),
+    ))
+}
+
 /// Pool and run names become subject tokens: letters, digits, `-`, `_`.
 pub fn check_token(what: &str, name: &str) -> Result<(), String> {
     if name.is_empty()

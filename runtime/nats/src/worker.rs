@@ -4,13 +4,14 @@
 //! A request's lease is the work-queue consumer's ack wait: the worker
 //! extends it with in-progress acks while the agent runs, so a worker
 //! that dies costs only its in-flight agents, redelivered to another worker
-//! once their lease lapses. Before running a redelivered request the worker
-//! checks the `wasmflow-done` bucket: a try whose result was sent is not
-//! run again.
+//! once their lease lapses. Before running a request the worker asks the
+//! results stream for the try's subject: a try whose result was sent is
+//! not run again.
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures_util::StreamExt;
@@ -87,6 +88,19 @@ pub async fn run(
         options.slots,
         options.ack_wait
     );
+    let cancels = Arc::new(Cancels::default());
+    let mut cancel_sub = js
+        .client()
+        .subscribe("wasmflow.cancel.>")
+        .await
+        .map_err(|e| format!("cannot listen for cancels: {e}"))?;
+    let listening = cancels.clone();
+    tokio::spawn(async move {
+        while let Some(m) = cancel_sub.next().await {
+            let mac = String::from_utf8_lossy(&m.payload).into_owned();
+            listening.cancel(m.subject.as_str(), &mac);
+        }
+    });
     let options = Arc::new(options);
     let slots = Arc::new(Semaphore::new(options.slots));
     let (give_up_tx, give_up) = watch::channel(false);
@@ -130,6 +144,7 @@ pub async fn run(
             };
             tokio::spawn(handle(
                 options.clone(),
+                cancels.clone(),
                 backend.clone(),
                 js.clone(),
                 results.clone(),
@@ -155,8 +170,62 @@ pub async fn run(
     Ok(())
 }
 
+/// Tries a coordinator no longer wants: those running here are abandoned,
+/// and ones cancelled before they arrive are not started.
+#[derive(Default)]
+struct Cancels {
+    state: Mutex<CancelState>,
+}
+
+#[derive(Default)]
+struct CancelState {
+    /// Running tries: subject -> (run secret, its abandon switch).
+    running: HashMap<String, (String, watch::Sender<bool>)>,
+    /// Recently cancelled subjects whose try was not here (bounded).
+    early: VecDeque<(String, String)>,
+}
+
+impl Cancels {
+    /// Registers a running try; `None` when it was cancelled already.
+    fn register(&self, subject: &str, secret: &str) -> Option<watch::Receiver<bool>> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mac = wire::cancel_mac(secret, subject);
+        if s.early.iter().any(|(subj, m)| subj == subject && *m == mac) {
+            return None;
+        }
+        let (tx, rx) = watch::channel(false);
+        s.running
+            .insert(subject.to_string(), (secret.to_string(), tx));
+        Some(rx)
+    }
+
+    fn done(&self, subject: &str) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.running.remove(subject);
+    }
+
+    fn cancel(&self, subject: &str, mac: &str) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match s.running.get(subject) {
+            Some((secret, tx)) => {
+                if wire::cancel_mac(secret, subject) == mac {
+                    let _ = tx.send(true);
+                }
+            }
+            None => {
+                s.early.push_back((subject.to_string(), mac.to_string()));
+                if s.early.len() > 10_000 {
+                    s.early.pop_front();
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn handle(
     options: Arc<WorkerOptions>,
+    cancels: Arc<Cancels>,
     backend: Arc<dyn AgentBackend>,
     js: jetstream::Context,
     results: jetstream::stream::Stream,
@@ -172,16 +241,18 @@ async fn handle(
         let _ = message.ack_with(AckKind::Term).await;
         return;
     };
+    let mut lease = Lease {
+        renewed: Instant::now(),
+    };
     let done_key = wire::msg_id(&request.run, request.agent, request.attempt);
     let subject = wire::result_subject(&request.run, request.agent, request.attempt);
-    let redelivered = message.info().map(|i| i.delivered > 1).unwrap_or(false);
-    if redelivered
-        && results
-            .get_last_raw_message_by_subject(&subject)
-            .await
-            .is_ok()
+    // A redelivery, or a resumed coordinator re-queueing a try whose result
+    // went out already: not run twice.
+    if results
+        .get_last_raw_message_by_subject(&subject)
+        .await
+        .is_ok()
     {
-        // Its result went out before the lease lapsed: not run twice.
         let _ = message.ack().await;
         return;
     }
@@ -215,28 +286,61 @@ async fn handle(
                     return;
                 }
             };
+            let cancel_key = wire::cancel_subject(&request.run, request.agent, request.attempt);
+            let Some(mut cancelled) = cancels.register(&cancel_key, &request.secret) else {
+                let _ = message.ack_with(AckKind::Term).await;
+                return;
+            };
             // The lease, extended while the agent runs.
             let beat = options.ack_wait / 3;
             let mut heartbeat = tokio::time::interval(beat.max(Duration::from_millis(100)));
             heartbeat.tick().await;
             let work = backend.run(agent_request);
             tokio::pin!(work);
-            loop {
+            let outcome = loop {
                 tokio::select! {
-                    outcome = &mut work => break outcome,
+                    outcome = &mut work => break Some(outcome),
                     _ = heartbeat.tick() => {
-                        let _ = message.ack_with(AckKind::Progress).await;
+                        if lease.lapsed(options.ack_wait) {
+                            break None;
+                        }
+                        if message.ack_with(AckKind::Progress).await.is_ok() {
+                            lease.renewed();
+                        }
+                    }
+                    _ = cancelled.changed() => {
+                        // The coordinator no longer wants it (stop, skip,
+                        // retry): abandoned, never redelivered.
+                        cancels.done(&cancel_key);
+                        let _ = message.ack_with(AckKind::Term).await;
+                        tracing::info!("worker {}: agent {} of run {} cancelled", options.name, request.agent, request.run);
+                        return;
                     }
                     _ = give_up.changed() => {
                         // Shutting down past the grace period: back to the
                         // pool for another worker.
+                        cancels.done(&cancel_key);
                         let _ = message.ack_with(AckKind::Nak(None)).await;
                         return;
                     }
                 }
+            };
+            cancels.done(&cancel_key);
+            match outcome {
+                Some(o) => o,
+                None => {
+                    lease.fenced(&options.name, request.agent);
+                    return;
+                }
             }
         }
     };
+    // Paused or cut off past the lease: another worker has the request
+    // now; this one neither sends nor acks (fencing).
+    if lease.lapsed(options.ack_wait) {
+        lease.fenced(&options.name, request.agent);
+        return;
+    }
     let result = WorkResult::new(&request, &options.name, &outcome);
     let Ok(payload) = serde_json::to_vec(&result) else {
         return;
@@ -261,4 +365,28 @@ async fn handle(
         return;
     }
     let _ = message.ack().await;
+}
+
+/// A request's lease as this worker sees it: renewed when an in-progress
+/// ack goes out. The server's clock starts when the ack arrives, later, so
+/// a lease lapsed here has lapsed there too.
+struct Lease {
+    renewed: Instant,
+}
+
+impl Lease {
+    fn renewed(&mut self) {
+        self.renewed = Instant::now();
+    }
+
+    fn lapsed(&self, ack_wait: Duration) -> bool {
+        self.renewed.elapsed() > ack_wait
+    }
+
+    fn fenced(&self, worker: &str, agent: u64) {
+        tracing::warn!(
+            "worker {worker}: the lease on agent {agent} lapsed ({:.1}s without renewal: paused or cut off); its request went to another worker, so its result is dropped, not sent",
+            self.renewed.elapsed().as_secs_f64()
+        );
+    }
 }

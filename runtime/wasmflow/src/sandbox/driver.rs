@@ -1265,11 +1265,15 @@ impl<S: StoreAccess> Run<S> {
         let running = self.scheduler.running();
         if running > 0 {
             eprintln!(
-                "wasmflow: {why}: pausing; no new agents; waiting up to {grace:?} for {running} running (Ctrl-C again to abandon them: they run again on resume)"
+                "wasmflow: {why}: pausing; no new agents; waiting up to {grace:?} for {running} running (Ctrl-C or `wasmflow stop` again to abandon them: they run again on resume)"
             );
         }
         let until = tokio::time::Instant::now() + grace;
         let mut discard = Vec::new();
+        // A second `wasmflow stop`, like a second Ctrl-C, abandons them.
+        if let Some(j) = &self.journal {
+            j.dir.clear_stop();
+        }
         while self.scheduler.running() > 0 {
             tokio::select! {
                 w = self.rx.recv() => match w {
@@ -1281,6 +1285,11 @@ impl<S: StoreAccess> Run<S> {
                 },
                 _ = tokio::time::sleep_until(until) => break,
                 _ = interrupted(&mut self.sigint) => break,
+                _ = self.stop_poll.tick(), if self.journal.is_some() => {
+                    if self.journal.as_ref().is_some_and(|j| j.dir.stop_requested()) {
+                        break;
+                    }
+                }
             }
         }
         let message = if id.is_empty() {
