@@ -597,3 +597,79 @@ fn a_paused_worker_past_its_lease_sends_nothing() {
     }
     let _ = paused.child.kill();
 }
+
+#[test]
+fn a_request_that_exhausts_its_deliveries_ends_as_a_failed_agent() {
+    let broker = Broker::start("broker-poison");
+    let dir = temp_dir("nats-poison");
+    std::fs::write(
+        dir.join("flow.js"),
+        "export const meta = { name: 'poison', description: 'an agent that kills its worker' }\n\
+         const r = await agent('poison', { label: 'poison' })\n\
+         return r === null ? 'failed' : r\n",
+    )
+    .unwrap();
+    // Each worker that takes the request dies (the exec agent kills its
+    // parent, the worker); a supervisor starts another; after 2 deliveries
+    // the pool gives up.
+    let flags = [
+        "--backend",
+        "exec",
+        "--exec",
+        "kill -9 $PPID",
+        "--ack-wait",
+        "1s",
+        "--max-deliver",
+        "2",
+    ];
+    let coordinator = support::wasmflow()
+        .current_dir(&dir)
+        .env("HOME", &dir)
+        .args([
+            "run",
+            "flow.js",
+            "--json",
+            "--quiet",
+            "--yes",
+            "--backend",
+            "exec",
+        ])
+        .args(["--dispatch", &broker.url()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut deaths = 0;
+    let mut coordinator = Some(coordinator);
+    let out = loop {
+        let mut w = Worker::start(&broker, &dir, &format!("w{deaths}"), &flags);
+        // Until this worker dies or the run ends.
+        loop {
+            if let Some(c) = coordinator.as_mut()
+                && c.try_wait().unwrap().is_some()
+            {
+                break;
+            }
+            if w.child.try_wait().unwrap().is_some() {
+                deaths += 1;
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(40), "the run hangs");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if coordinator.as_mut().unwrap().try_wait().unwrap().is_some() {
+            break coordinator.take().unwrap().wait_with_output().unwrap();
+        }
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["result"], "failed");
+    let reason = v["failures"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("delivered 2 times without a result"),
+        "{reason}"
+    );
+    assert_eq!(deaths, 2, "each delivery killed a worker");
+}

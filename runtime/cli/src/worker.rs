@@ -34,6 +34,10 @@ pub struct WorkerArgs {
     /// NATS_PASSWORD, from the environment).
     #[arg(long, value_name = "FILE")]
     pub nats_creds: Option<PathBuf>,
+    /// Deliveries of one request before the pool gives up on it and the run
+    /// fails that agent (set by the first worker of a pool).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i64).range(1..=1000))]
+    pub max_deliver: i64,
     /// Model ids this worker runs, comma-separated (default: any).
     #[arg(long, value_delimiter = ',')]
     pub models: Option<Vec<String>>,
@@ -153,7 +157,7 @@ fn run(args: WorkerArgs) -> Result<(), String> {
         name: worker_name,
         backend_name: name,
         models: args.models.clone(),
-        max_deliver: 10,
+        max_deliver: args.max_deliver,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -125,7 +125,22 @@ impl Dispatch {
                 .await
                 .map_err(|e| format!("cannot listen for the run's results: {e}"))
         })?;
-        self.inner.handle.spawn(listen(inner, consumer));
+        self.inner.handle.spawn(listen(inner.clone(), consumer));
+        // A request the pool gave up on (its deliveries exhausted: workers
+        // died or hung on it) ends its try as failed, not as a hang.
+        let advisories = self.inner.handle.block_on(async {
+            inner
+                .js
+                .client()
+                .subscribe(format!(
+                    "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.pool-{}",
+                    wire::WORK_STREAM,
+                    inner.options.pool
+                ))
+                .await
+                .map_err(|e| format!("cannot listen for exhausted deliveries: {e}"))
+        })?;
+        self.inner.handle.spawn(exhausted(inner, advisories));
         Ok(())
     }
 
@@ -228,6 +243,56 @@ async fn listen(inner: Arc<Inner>, consumer: consumer::Consumer<consumer::pull::
             None => {
                 inner.duplicates.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+}
+
+async fn exhausted(inner: Arc<Inner>, mut advisories: async_nats::Subscriber) {
+    let Some((run, _)) = inner.run.get().cloned() else {
+        return;
+    };
+    let Ok(stream) = inner.js.get_stream(wire::WORK_STREAM).await else {
+        return;
+    };
+    while let Some(a) = advisories.next().await {
+        let Ok(v) = serde_json::from_slice::<Value>(&a.payload) else {
+            continue;
+        };
+        let Some(seq) = v["stream_seq"].as_u64() else {
+            continue;
+        };
+        let Ok(message) = stream.get_raw_message(seq).await else {
+            continue;
+        };
+        let Ok(request) = serde_json::from_slice::<WorkRequest>(&message.payload) else {
+            continue;
+        };
+        if request.run != run {
+            continue;
+        }
+        let _ = stream.delete_message(seq).await;
+        let waiting = inner
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(request.agent, request.attempt));
+        if let Some(tx) = waiting {
+            let deliveries = v["deliveries"].as_u64().unwrap_or(0);
+            let _ = tx.send(WorkResult {
+                v: wire::VERSION,
+                run: run.clone(),
+                agent: request.agent,
+                attempt: request.attempt,
+                key: request.key,
+                worker: String::new(),
+                output: None,
+                failure: Some(format!(
+                    "the request was delivered {deliveries} times without a result: the workers that took it died or hung (their logs say which)"
+                )),
+                kind: None,
+                usage: Usage::default(),
+                mac: String::new(),
+            });
         }
     }
 }

@@ -42,7 +42,9 @@ pub struct WorkerOptions {
     pub backend_name: String,
     /// Model ids it runs (`None`: any).
     pub models: Option<Vec<String>>,
-    /// Deliveries of one request before it is given up (`max_deliver`).
+    /// Deliveries of one request before the pool gives it up and the run
+    /// fails that agent (`max_deliver` of the pool's consumer, set by the
+    /// worker that creates it).
     pub max_deliver: i64,
 }
 
