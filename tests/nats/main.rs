@@ -673,3 +673,42 @@ fn a_request_that_exhausts_its_deliveries_ends_as_a_failed_agent() {
     );
     assert_eq!(deaths, 2, "each delivery killed a worker");
 }
+
+#[test]
+fn after_the_coordinator_dies_resume_uses_the_results_that_arrived_meanwhile() {
+    let broker = Broker::start("broker-coordinator");
+    let dir = temp_dir("nats-coordinator");
+    std::fs::write(dir.join("flow.js"), fan_out(40)).unwrap();
+    let flags = ["--slots", "8", "--sim-latency", "1000"];
+    let a = Worker::start(&broker, &dir, "a", &flags);
+    let b = Worker::start(&broker, &dir, "b", &flags);
+    let mut coordinator = coordinate(&broker, &dir);
+    // Mid-run: some agents journaled, 16 running on the workers.
+    std::thread::sleep(Duration::from_millis(1500));
+    coordinator.kill().unwrap();
+    coordinator.wait().unwrap();
+    // The running ones finish while no coordinator listens.
+    std::thread::sleep(Duration::from_millis(2500));
+    let id = support::only_run_id(&dir);
+    let resumed = support::cli_in(&dir, &["resume", &id, "--json", "--quiet"]);
+    let text = support::text(&resumed.stdout);
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "{text}{}",
+        support::text(&resumed.stderr)
+    );
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let results = v["result"].as_array().unwrap();
+    assert_eq!(results.len(), 40);
+    assert!(results.iter().all(Value::is_string));
+    assert!(
+        v["agents"]["cached"].as_u64().unwrap() > 0,
+        "{}",
+        v["agents"]
+    );
+    // Nothing ran twice: the results that arrived meanwhile were used.
+    let ran = merged(&[a, b]);
+    assert_eq!(ran.len(), 40);
+    assert!(ran.values().all(|&c| c == 1), "ran twice: {ran:?}");
+}

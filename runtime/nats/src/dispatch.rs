@@ -35,6 +35,17 @@ pub struct DispatchOptions {
     pub agent_timeout: Duration,
 }
 
+/// Tries waiting for their result, and results no try waited for yet:
+/// those of an earlier coordinator of the run (killed, or stopped before
+/// they came), used when the resumed run asks for the same try instead of
+/// dispatching it again.
+#[derive(Default)]
+struct Waits {
+    waiting: HashMap<(u64, u32), oneshot::Sender<WorkResult>>,
+    arrived: HashMap<(u64, u32), WorkResult>,
+    answered: std::collections::HashSet<(u64, u32)>,
+}
+
 /// A connection to the broker for one run.
 pub struct Dispatch {
     runtime: Option<tokio::runtime::Runtime>,
@@ -49,7 +60,7 @@ struct Inner {
     /// Makes this coordinator's requests distinct from an earlier one's of
     /// the same run (a resume re-queues what was cancelled).
     nonce: String,
-    pending: Mutex<HashMap<(u64, u32), oneshot::Sender<WorkResult>>>,
+    pending: Mutex<Waits>,
     duplicates: AtomicU64,
     forged: AtomicU64,
 }
@@ -77,7 +88,7 @@ impl Dispatch {
                 options,
                 run: OnceLock::new(),
                 nonce: wire::new_secret()?[..12].to_string(),
-                pending: Mutex::new(HashMap::new()),
+                pending: Mutex::new(Waits::default()),
                 duplicates: AtomicU64::new(0),
                 forged: AtomicU64::new(0),
             }),
@@ -231,17 +242,19 @@ async fn listen(inner: Arc<Inner>, consumer: consumer::Consumer<consumer::pull::
             );
             continue;
         }
-        let waiting = inner
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(result.agent, result.attempt));
-        match waiting {
+        let key = (result.agent, result.attempt);
+        let mut waits = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if waits.answered.contains(&key) || waits.arrived.contains_key(&key) {
+            inner.duplicates.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        match waits.waiting.remove(&key) {
             Some(tx) => {
+                waits.answered.insert(key);
                 let _ = tx.send(result);
             }
             None => {
-                inner.duplicates.fetch_add(1, Ordering::Relaxed);
+                waits.arrived.insert(key, result);
             }
         }
     }
@@ -275,6 +288,7 @@ async fn exhausted(inner: Arc<Inner>, mut advisories: async_nats::Subscriber) {
             .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .waiting
             .remove(&(request.agent, request.attempt));
         if let Some(tx) = waiting {
             let deliveries = v["deliveries"].as_u64().unwrap_or(0);
@@ -350,6 +364,7 @@ impl Drop for Pending {
             .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .waiting
             .remove(&self.key)
             .is_some();
         // Dropped before its result came (stop, skip, retry, timeout): the
@@ -407,11 +422,15 @@ async fn dispatch_one(inner: Arc<Inner>, request: AgentRequest) -> AgentResult {
     }
     let (tx, rx) = oneshot::channel();
     let key = (request.id, request.attempt);
-    inner
-        .pending
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(key, tx);
+    {
+        let mut waits = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(result) = waits.arrived.remove(&key) {
+            // Finished while no coordinator waited: used, not re-run.
+            waits.answered.insert(key);
+            return result.into_agent_result();
+        }
+        waits.waiting.insert(key, tx);
+    }
     let _pending = Pending {
         inner: inner.clone(),
         key,
