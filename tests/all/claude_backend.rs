@@ -175,7 +175,8 @@ fn stalls_crashes_and_quota_fail_clearly() {
         "return await parallel([() => agent('STALL now', { label: 'staller' }), () => agent('CRASH now', { label: 'crasher' })])\n",
         "default_model = \"haiku\"\n",
     );
-    let out = claude(&dir, &["--json", "--quiet", "--stall-timeout", "500ms"]);
+    // Long enough for the fake (Python) to start on a loaded CI machine.
+    let out = claude(&dir, &["--json", "--quiet", "--stall-timeout", "3s"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let v = out.json();
     assert_eq!(v["result"], json!([null, null]));
@@ -187,7 +188,7 @@ fn stalls_crashes_and_quota_fail_clearly() {
         .collect();
     assert!(
         reasons.iter().any(|r| r.contains("staller")
-            && r.contains("stalled: the claude CLI printed nothing for 500ms")),
+            && r.contains("stalled: the claude CLI printed nothing for 3s")),
         "{reasons:?}"
     );
     assert!(

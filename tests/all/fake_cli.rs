@@ -106,14 +106,15 @@ pub fn stalls_crashes_and_quota(
     let out = run_backend(
         dir,
         backend,
-        &["--json", "--quiet", "--stall-timeout", "500ms"],
+        // Long enough for the fake (Python) to start on a loaded CI machine.
+        &["--json", "--quiet", "--stall-timeout", "3s"],
         extra,
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let failures = out.json()["failures"].to_string();
     assert!(
         failures.contains(&format!(
-            "stalled: the {backend} CLI printed nothing for 500ms"
+            "stalled: the {backend} CLI printed nothing for 3s"
         )),
         "{failures}"
     );
