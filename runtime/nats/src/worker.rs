@@ -9,7 +9,6 @@
 //! not run again.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -106,7 +105,6 @@ pub async fn run(
     let options = Arc::new(options);
     let slots = Arc::new(Semaphore::new(options.slots));
     let (give_up_tx, give_up) = watch::channel(false);
-    let stopping = Arc::new(AtomicBool::new(false));
     loop {
         if *stop.borrow() {
             break;
@@ -156,7 +154,6 @@ pub async fn run(
             ));
         }
     }
-    stopping.store(true, Ordering::Relaxed);
     // Stop taking work; let running agents finish within the grace period.
     let all = options.slots as u32;
     let drained = tokio::time::timeout(options.grace, slots.acquire_many(all)).await;

@@ -595,7 +595,6 @@ async fn turns(
     request: &AgentRequest,
     log: &mut Transcript,
 ) -> AgentResult {
-    let request = request.clone();
     let Some(model) = request.model.clone() else {
         return Err(super::no_model());
     };
@@ -610,8 +609,8 @@ async fn turns(
         .collect();
     let has_tools = tools.is_some() || !server.is_empty();
     let max_turns = match &tools {
-        Some(t) => t.max_turns(&request),
-        None if has_tools => crate::tools::max_turns(&request, settings.max_turns),
+        Some(t) => t.max_turns(request),
+        None if has_tools => crate::tools::max_turns(request, settings.max_turns),
         None => 1,
     };
     let schema = request.schema.is_some();
@@ -630,7 +629,7 @@ async fn turns(
     loop {
         turn += 1;
         let (body, wrapped) = request_body(
-            &request,
+            request,
             &model,
             settings.max_tokens,
             &messages,

@@ -331,18 +331,17 @@ async fn turns(
     request: &AgentRequest,
     log: &mut Transcript,
 ) -> AgentResult {
-    let request = request.clone();
     let Some(model) = request.model.clone() else {
         return Err(super::no_model());
     };
-    let max_turns = tools.as_ref().map_or(1, |t| t.max_turns(&request));
+    let max_turns = tools.as_ref().map_or(1, |t| t.max_turns(request));
     let deadline = tokio::time::Instant::now() + settings.http.timeout;
     let stall = request.stall_timeout(settings.http.stall);
     let label = request.display_label();
     let mut messages = vec![json!({"role": "user", "content": request.prompt_with_feedback()})];
     let mut usage = Usage::default();
     for turn in 1..=max_turns {
-        let body = request_body(&request, &model, settings.max_tokens, &messages, &offered);
+        let body = request_body(request, &model, settings.max_tokens, &messages, &offered);
         let state = http::with_retries(settings.http, deadline, &label, request.id, || {
             completion(&client, &settings, &body, stall)
         })
