@@ -31,20 +31,30 @@ struct Broker {
 
 impl Broker {
     fn start(name: &str) -> Broker {
-        let server = std::env::var_os("NATS_SERVER")
-            .map(PathBuf::from)
-            .expect("NATS_SERVER names nats-server (run tests/nats/run.sh)");
         let dir = temp_dir(name);
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
+        let child = Self::spawn(&dir, port);
+        Broker { child, port, dir }
+    }
+
+    fn spawn(dir: &Path, port: u16) -> Child {
+        let server = std::env::var_os("NATS_SERVER")
+            .map(PathBuf::from)
+            .expect("NATS_SERVER names nats-server (run tests/nats/run.sh)");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("nats.log"))
+            .unwrap();
         let child = Command::new(server)
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(dir.join("store"))
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("nats.log")).unwrap())
+            .stderr(log)
             .spawn()
             .expect("nats-server starts");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -52,7 +62,19 @@ impl Broker {
             assert!(Instant::now() < deadline, "nats-server did not listen");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Broker { child, port, dir }
+        child
+    }
+
+    /// kill -9, then a new server on the same port: on the same store, or
+    /// on an empty one (`wipe`).
+    fn crash_and_restart(&mut self, down: Duration, wipe: bool) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        if wipe {
+            std::fs::remove_dir_all(self.dir.join("store")).unwrap();
+        }
+        std::thread::sleep(down);
+        self.child = Self::spawn(&self.dir, self.port);
     }
 
     fn url(&self) -> String {
@@ -711,4 +733,191 @@ fn after_the_coordinator_dies_resume_uses_the_results_that_arrived_meanwhile() {
     let ran = merged(&[a, b]);
     assert_eq!(ran.len(), 40);
     assert!(ran.values().all(|&c| c == 1), "ran twice: {ran:?}");
+}
+
+#[test]
+fn the_run_completes_when_the_broker_restarts_on_its_store_or_an_empty_one() {
+    for wipe in [false, true] {
+        let what = if wipe { "empty" } else { "kept" };
+        let mut broker = Broker::start(&format!("broker-crash-{what}"));
+        let dir = temp_dir(&format!("nats-crash-{what}"));
+        std::fs::write(dir.join("flow.js"), fan_out(24)).unwrap();
+        // 8 slots for 24 agents of 1.5 s: when the broker dies, 8 run and
+        // 16 wait in its store.
+        let flags = ["--slots", "4", "--sim-latency", "1500", "--ack-wait", "4s"];
+        let a = Worker::start(&broker, &dir, "a", &flags);
+        let b = Worker::start(&broker, &dir, "b", &flags);
+        let coordinator = coordinate(&broker, &dir);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while a.ran().len() + b.ran().len() < 2 {
+            assert!(Instant::now() < deadline, "no agent ran");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        broker.crash_and_restart(Duration::from_millis(500), wipe);
+        let out = coordinator.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{what} store: {stderr}");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let results = v["result"].as_array().unwrap();
+        assert_eq!(results.len(), 24);
+        assert!(
+            results.iter().all(Value::is_string),
+            "{what} store: every agent finished: {stderr}"
+        );
+        let journal = journaled(&dir, v["run_id"].as_str().unwrap());
+        assert_eq!(journal.len(), 24);
+        assert!(journal.values().all(|&c| c == 1), "journaled once");
+        if wipe {
+            // The requests the empty broker lost were published again from
+            // what the run still waited for.
+            assert!(stderr.contains("published again"), "{stderr}");
+        }
+        let ran = merged(&[a, b]);
+        assert_eq!(ran.len(), 24, "{what} store: {ran:?}");
+    }
+}
+
+#[test]
+fn models_go_to_their_pools_and_worker_ls_lists_the_fleet() {
+    let broker = Broker::start("broker-pools");
+    let dir = temp_dir("nats-pools");
+    std::fs::write(
+        dir.join("wasmflow.toml"),
+        "[models]\nfast = { id = \"fast-1\", pool = \"cheap\" }\nbig = { id = \"big-1\" }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("flow.js"),
+        "export const meta = { name: 'pools', description: 'cheap fan-out, costly synthesis' }\n\
+         const parts = await parallel(Array.from({ length: 6 }, (_, i) => () => agent('part ' + i, { label: 'part-' + i, model: 'fast' })))\n\
+         return await agent('join ' + parts.length, { label: 'synthesis', model: 'big' })\n",
+    )
+    .unwrap();
+    let cheap = Worker::start(&broker, &dir, "cheap-1", &["--pool", "cheap"]);
+    let costly = Worker::start(&broker, &dir, "costly-1", &["--slots", "2"]);
+    let out = run_in(
+        &dir,
+        "flow.js",
+        &["--json", "--quiet", "--dispatch", &broker.url()],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.json()["result"].is_string());
+    let parts: BTreeMap<String, u32> = (0..6).map(|i| (format!("part-{i}"), 1)).collect();
+    assert_eq!(cheap.ran(), parts, "the fan-out ran on pool cheap");
+    assert_eq!(
+        costly.ran(),
+        BTreeMap::from([("synthesis".to_string(), 1)]),
+        "the synthesis ran on the default pool"
+    );
+    // Both workers, with their pools, slots and what they finished (a
+    // heartbeat every 5 s).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let rows = loop {
+        let ls = support::cli_in(&dir, &["worker", "ls", "--nats", &broker.url(), "--json"]);
+        assert_eq!(ls.status.code(), Some(0), "{}", support::text(&ls.stderr));
+        let rows: Vec<Value> = support::text(&ls.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let done: Vec<u64> = rows.iter().map(|r| r["done"].as_u64().unwrap()).collect();
+        if done == [6, 1] || Instant::now() > deadline {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let summary: Vec<(String, String, u64, u64, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["pool"].as_str().unwrap().to_string(),
+                r["name"].as_str().unwrap().to_string(),
+                r["slots"].as_u64().unwrap(),
+                r["done"].as_u64().unwrap(),
+                r["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("cheap".into(), "cheap-1".into(), 4, 6, "running".into()),
+            ("default".into(), "costly-1".into(), 2, 1, "running".into()),
+        ]
+    );
+    let table = support::cli_in(
+        &dir,
+        &["worker", "ls", "--nats", &broker.url(), "--pool", "cheap"],
+    );
+    let text = support::text(&table.stdout);
+    assert!(
+        text.starts_with("POOL") && text.contains("cheap-1"),
+        "{text}"
+    );
+    assert!(!text.contains("costly-1"), "{text}");
+    // A worker stopped says so in its last heartbeat.
+    terminate(&cheap.child);
+    let mut cheap = cheap;
+    cheap.child.wait().unwrap();
+    let ls = support::cli_in(&dir, &["worker", "ls", "--nats", &broker.url(), "--json"]);
+    let text = support::text(&ls.stdout);
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .contains("\"state\":\"stopped\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_five_megabyte_result_goes_through_the_object_store() {
+    let broker = Broker::start("broker-big");
+    let dir = temp_dir("nats-big");
+    let big: String = (0..500_000).map(|i| format!("{:09}\n", i)).collect();
+    assert_eq!(big.len(), 5_000_000);
+    std::fs::write(
+        dir.join("rules.json"),
+        serde_json::json!({"rules": [{"match": {"label": "big"}, "reply": big}]}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("flow.js"),
+        "export const meta = { name: 'big', description: 'one big answer' }\n\
+         const r = await agent('write a lot', { label: 'big' })\n\
+         return { length: r.length, head: r.slice(0, 20), tail: r.slice(-20) }\n",
+    )
+    .unwrap();
+    let _worker = Worker::start(
+        &broker,
+        &dir,
+        "w",
+        &["--sim-rules", dir.join("rules.json").to_str().unwrap()],
+    );
+    let out = run_in(
+        &dir,
+        "flow.js",
+        &[
+            "--json",
+            "--quiet",
+            "--max-agent-output",
+            "8388608",
+            "--dispatch",
+            &broker.url(),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v = out.json();
+    assert_eq!(
+        v["result"],
+        serde_json::json!({
+            "length": 5_000_000,
+            "head": "000000000\n000000001\n",
+            "tail": "000499998\n000499999\n",
+        })
+    );
+    // It went through the object store's stream.
+    let store = broker
+        .dir
+        .join("store/jetstream/$G/streams/OBJ_wasmflow_results");
+    assert!(store.exists(), "the object store was used");
 }

@@ -112,6 +112,7 @@ pub fn figures(engine: &WorkflowEngine, n: u32) -> Result<Option<NatsFigures>, S
                 name: "wasmflow bench".into(),
             },
             pool: "bench".into(),
+            pools: Default::default(),
             backend: "sim".into(),
             agent_timeout: Duration::from_secs(60),
         })

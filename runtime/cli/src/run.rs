@@ -171,6 +171,10 @@ pub fn run_spec(spec: RunSpec, env: &Env, yes: bool) -> Result<Finished, RunErro
                         name: "wasmflow coordinator".into(),
                     },
                     pool,
+                    pools: prepared
+                        .config
+                        .pools()
+                        .map_err(wasmflow::error::InputError::Invalid)?,
                     backend: prepared.backend_name.clone(),
                     agent_timeout: prepared.agent_timeout()?,
                 },
@@ -216,10 +220,10 @@ pub fn run_spec(spec: RunSpec, env: &Env, yes: bool) -> Result<Finished, RunErro
     }
     let finished = session.run(events);
     if let Some(d) = dispatch {
-        let (duplicates, dropped) = d.counts();
-        if duplicates > 0 || dropped > 0 {
+        let (duplicates, dropped, again) = d.counts();
+        if duplicates > 0 || dropped > 0 || again > 0 {
             eprintln!(
-                "wasmflow: dispatch: {duplicates} duplicate result(s) ignored, {dropped} result(s) dropped for a bad signature"
+                "wasmflow: dispatch: {duplicates} duplicate result(s) ignored, {dropped} result(s) dropped for a bad signature, {again} request(s) published again after the broker lost them"
             );
         }
         d.shutdown();

@@ -4,15 +4,18 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use wasmflow::error::exit;
 use wasmflow::run::spec::{BackendSpec, RunSpec, SimSpec};
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct WorkerArgs {
+    #[command(subcommand)]
+    pub command: Option<WorkerCommand>,
     /// The broker: nats://HOST:PORT (or tls://).
-    #[arg(long, value_name = "URL")]
-    pub nats: String,
+    #[arg(long, value_name = "URL", required = true)]
+    pub nats: Option<String>,
     /// The pool to take agents from.
     #[arg(long, default_value = "default")]
     pub pool: String,
@@ -67,7 +70,39 @@ pub struct WorkerArgs {
     pub sim_trace: Option<PathBuf>,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum WorkerCommand {
+    /// List the workers the broker heard from in the last hour, by pool:
+    /// slots, busy, agents done, last heartbeat.
+    Ls(LsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// The broker: nats://HOST:PORT (or tls://).
+    #[arg(long, value_name = "URL")]
+    pub nats: String,
+    /// Only this pool's workers.
+    #[arg(long)]
+    pub pool: Option<String>,
+    /// A NATS credentials file.
+    #[arg(long, value_name = "FILE")]
+    pub nats_creds: Option<PathBuf>,
+    /// One JSON object per worker, one per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
 pub fn worker(args: WorkerArgs) -> i32 {
+    if let Some(WorkerCommand::Ls(ls)) = args.command {
+        return match list(ls) {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::USAGE
+            }
+        };
+    }
     match run(args) {
         Ok(()) => exit::OK,
         Err(e) => {
@@ -77,9 +112,101 @@ pub fn worker(args: WorkerArgs) -> i32 {
     }
 }
 
-fn run(args: WorkerArgs) -> Result<(), String> {
+fn list(args: LsArgs) -> Result<(), String> {
     let (url, pool) = wasmflow_nats::broker::split_pool(&args.nats)?;
-    let pool = if args.nats.trim_end_matches('/').matches('/').count() > 2 {
+    let pool = args
+        .pool
+        .clone()
+        .or_else(|| (args.nats.trim_end_matches('/').matches('/').count() > 2).then_some(pool));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start tokio: {e}"))?;
+    let seen = runtime.block_on(wasmflow_nats::fleet::workers(
+        &wasmflow_nats::broker::BrokerOptions {
+            url,
+            creds: args.nats_creds.clone(),
+            name: "wasmflow worker ls".into(),
+        },
+        pool.as_deref(),
+    ))?;
+    if args.json {
+        for s in &seen {
+            let mut v = serde_json::to_value(&s.beat).map_err(|e| e.to_string())?;
+            v["state"] = s.state().into();
+            v["age_ms"] = s.age_ms.into();
+            println!("{v}");
+        }
+        return Ok(());
+    }
+    if seen.is_empty() {
+        println!(
+            "no worker has sent a heartbeat to this broker{} in the last hour (start one: wasmflow worker --nats URL)",
+            pool.map(|p| format!(" for pool `{p}`")).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let rows: Vec<[String; 9]> = seen
+        .iter()
+        .map(|s| {
+            [
+                s.beat.pool.clone(),
+                s.beat.name.clone(),
+                s.state().to_string(),
+                s.beat.slots.to_string(),
+                s.beat.busy.to_string(),
+                s.beat.done.to_string(),
+                s.beat.backend.clone(),
+                s.beat
+                    .models
+                    .as_ref()
+                    .map(|m| m.join(","))
+                    .unwrap_or_else(|| "any".into()),
+                format!("{:.1}s ago", s.age_ms as f64 / 1000.0),
+            ]
+        })
+        .collect();
+    let head = [
+        "POOL",
+        "WORKER",
+        "STATE",
+        "SLOTS",
+        "BUSY",
+        "DONE",
+        "BACKEND",
+        "MODELS",
+        "HEARTBEAT",
+    ];
+    let widths: Vec<usize> = (0..head.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([head[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    println!("{}", line(head.to_vec()));
+    for r in &rows {
+        println!("{}", line(r.iter().map(String::as_str).collect()));
+    }
+    Ok(())
+}
+
+fn run(args: WorkerArgs) -> Result<(), String> {
+    let nats = args.nats.clone().unwrap_or_default();
+    let (url, pool) = wasmflow_nats::broker::split_pool(&nats)?;
+    let pool = if nats.trim_end_matches('/').matches('/').count() > 2 {
         pool
     } else {
         args.pool.clone()

@@ -40,9 +40,24 @@ pub fn split_pool(url: &str) -> Result<(String, String), String> {
 
 /// Connects, with the credentials the options and environment give.
 pub async fn connect(options: &BrokerOptions) -> Result<async_nats::Client, String> {
+    connect_watching(options, None).await
+}
+
+/// [`connect`], and sends the connection's events (disconnected,
+/// connected again) to `events`: a broker that came back may have lost
+/// its store, which the caller then reconciles.
+pub async fn connect_watching(
+    options: &BrokerOptions,
+    events: Option<tokio::sync::mpsc::UnboundedSender<async_nats::Event>>,
+) -> Result<async_nats::Client, String> {
     let mut connect = async_nats::ConnectOptions::new()
         .name(&options.name)
         .connection_timeout(Duration::from_secs(5))
+        // Back soon after a broker restarts; a cut link shows within 20 s.
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis((attempts as u64).saturating_mul(250).min(4000))
+        })
+        .ping_interval(Duration::from_secs(10))
         .retry_on_initial_connect();
     if let Some(creds) = &options.creds {
         connect = connect
@@ -58,6 +73,14 @@ pub async fn connect(options: &BrokerOptions) -> Result<async_nats::Client, Stri
     }
     if options.url.starts_with("tls://") {
         connect = connect.require_tls(true);
+    }
+    if let Some(events) = events {
+        connect = connect.event_callback(move |event| {
+            let events = events.clone();
+            async move {
+                let _ = events.send(event);
+            }
+        });
     }
     let client = tokio::time::timeout(Duration::from_secs(10), connect.connect(&options.url))
         .await
@@ -92,7 +115,38 @@ pub async fn ensure_streams(js: &jetstream::Context) -> Result<(), String> {
     })
     .await
     .map_err(|e| format!("cannot create the {} stream: {e}", wire::RESULT_STREAM))?;
+    // Workers' heartbeats, the last of each: `wasmflow worker ls`. Memory
+    // is enough: a broker that lost them has them again within a beat.
+    js.get_or_create_stream(stream::Config {
+        name: wire::WORKER_STREAM.into(),
+        subjects: vec!["wasmflow.worker.>".into()],
+        retention: stream::RetentionPolicy::Limits,
+        storage: stream::StorageType::Memory,
+        max_messages_per_subject: 1,
+        max_age: Duration::from_secs(3600),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("cannot create the {} stream: {e}", wire::WORKER_STREAM))?;
     Ok(())
+}
+
+/// The object store results over the message limit go through.
+pub async fn blob_store(
+    js: &jetstream::Context,
+) -> Result<jetstream::object_store::ObjectStore, String> {
+    if let Ok(store) = js.get_object_store(wire::BLOB_BUCKET).await {
+        return Ok(store);
+    }
+    js.create_object_store(jetstream::object_store::Config {
+        bucket: wire::BLOB_BUCKET.into(),
+        description: Some("wasmflow: agent results over the message limit".into()),
+        max_age: Duration::from_secs(7 * 24 * 3600),
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("cannot create the {} object store: {e}", wire::BLOB_BUCKET))
 }
 
 #[cfg(test)]

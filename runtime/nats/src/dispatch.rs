@@ -29,6 +29,9 @@ pub struct DispatchOptions {
     pub broker: BrokerOptions,
     /// The pool of workers (`default`).
     pub pool: String,
+    /// Pools by model id (`[models] fast = { id, pool }`); other models go
+    /// to `pool`.
+    pub pools: std::collections::BTreeMap<String, String>,
     /// The backend workers run agents on when routing names none.
     pub backend: String,
     /// Longest wait for one try's result.
@@ -41,15 +44,33 @@ pub struct DispatchOptions {
 /// dispatching it again.
 #[derive(Default)]
 struct Waits {
-    waiting: HashMap<(u64, u32), oneshot::Sender<WorkResult>>,
+    waiting: HashMap<(u64, u32), Waiting>,
     arrived: HashMap<(u64, u32), WorkResult>,
     answered: std::collections::HashSet<(u64, u32)>,
+}
+
+/// A try waiting for its result, and where its request is in the work
+/// stream, so a broker that lost it gets it again.
+struct Waiting {
+    tx: oneshot::Sender<WorkResult>,
+    published: Option<Published>,
+}
+
+#[derive(Clone)]
+struct Published {
+    subject: String,
+    payload: bytes::Bytes,
+    msg_id: String,
+    seq: u64,
+    /// How often it was published again.
+    again: u32,
 }
 
 /// A connection to the broker for one run.
 pub struct Dispatch {
     runtime: Option<tokio::runtime::Runtime>,
     inner: Arc<Inner>,
+    events: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<async_nats::Event>>>,
 }
 
 struct Inner {
@@ -63,20 +84,27 @@ struct Inner {
     pending: Mutex<Waits>,
     duplicates: AtomicU64,
     forged: AtomicU64,
+    redispatched: AtomicU64,
+    /// Told when the connection is back after a loss.
+    reconnected: tokio::sync::Notify,
 }
 
 impl Dispatch {
     /// Connects and makes sure the streams exist.
     pub fn connect(options: DispatchOptions) -> Result<Dispatch, String> {
         wire::check_token("pool", &options.pool)?;
+        for pool in options.pools.values() {
+            wire::check_token("pool", pool)?;
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("wasmflow-dispatch")
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start a runtime for dispatch: {e}"))?;
+        let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
         let js = runtime.block_on(async {
-            let client = broker::connect(&options.broker).await?;
+            let client = broker::connect_watching(&options.broker, Some(events_tx)).await?;
             let js = jetstream::new(client);
             broker::ensure_streams(&js).await?;
             Ok::<_, String>(js)
@@ -91,8 +119,11 @@ impl Dispatch {
                 pending: Mutex::new(Waits::default()),
                 duplicates: AtomicU64::new(0),
                 forged: AtomicU64::new(0),
+                redispatched: AtomicU64::new(0),
+                reconnected: tokio::sync::Notify::new(),
             }),
             runtime: Some(runtime),
+            events: Mutex::new(Some(events)),
         })
     }
 
@@ -119,24 +150,15 @@ impl Dispatch {
             .set((id.to_string(), secret))
             .map_err(|_| "the dispatch is bound to a run already".to_string())?;
         let inner = self.inner.clone();
-        let consumer = self.inner.handle.block_on(async {
-            let stream = inner
-                .js
-                .get_stream(wire::RESULT_STREAM)
-                .await
-                .map_err(|e| format!("cannot open the {} stream: {e}", wire::RESULT_STREAM))?;
-            stream
-                .create_consumer(consumer::pull::Config {
-                    filter_subject: wire::run_results(id),
-                    deliver_policy: consumer::DeliverPolicy::All,
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    inactive_threshold: Duration::from_secs(600),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| format!("cannot listen for the run's results: {e}"))
-        })?;
+        // Fails here, not later, when the results cannot be read at all.
+        let consumer = self
+            .inner
+            .handle
+            .block_on(results_consumer(&inner, id, (None, 0)))?;
         self.inner.handle.spawn(listen(inner.clone(), consumer));
+        if let Some(events) = self.events.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            self.inner.handle.spawn(watch_broker(inner.clone(), events));
+        }
         // A request the pool gave up on (its deliveries exhausted: workers
         // died or hung on it) ends its try as failed, not as a hang.
         let advisories = self.inner.handle.block_on(async {
@@ -144,9 +166,8 @@ impl Dispatch {
                 .js
                 .client()
                 .subscribe(format!(
-                    "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.pool-{}",
-                    wire::WORK_STREAM,
-                    inner.options.pool
+                    "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.*",
+                    wire::WORK_STREAM
                 ))
                 .await
                 .map_err(|e| format!("cannot listen for exhausted deliveries: {e}"))
@@ -155,12 +176,14 @@ impl Dispatch {
         Ok(())
     }
 
-    /// Results seen twice (acked, not journaled) and results dropped for a
-    /// wrong signature.
-    pub fn counts(&self) -> (u64, u64) {
+    /// Results seen twice (acked, not journaled), results dropped for a
+    /// wrong signature, and requests published again because the broker
+    /// lost them.
+    pub fn counts(&self) -> (u64, u64, u64) {
         (
             self.inner.duplicates.load(Ordering::Relaxed),
             self.inner.forged.load(Ordering::Relaxed),
+            self.inner.redispatched.load(Ordering::Relaxed),
         )
     }
 
@@ -210,54 +233,309 @@ fn run_secret(dir: &RunDir) -> Result<String, String> {
     Ok(secret)
 }
 
-async fn listen(inner: Arc<Inner>, consumer: consumer::Consumer<consumer::pull::Config>) {
-    let Some((_, secret)) = inner.run.get().cloned() else {
+/// A consumer of the run's results after stream sequence `after.1` (0: all
+/// of them), the streams made again first if the broker lost them. A
+/// stream made at another time than `after.0` is a new one (the broker
+/// lost its store): all of it is new. Returns the stream's creation time.
+async fn results_consumer(
+    inner: &Inner,
+    run: &str,
+    after: (Option<String>, u64),
+) -> Result<(consumer::Consumer<consumer::pull::Config>, String), String> {
+    broker::ensure_streams(&inner.js).await?;
+    let mut stream = inner
+        .js
+        .get_stream(wire::RESULT_STREAM)
+        .await
+        .map_err(|e| format!("cannot open the {} stream: {e}", wire::RESULT_STREAM))?;
+    let created = stream
+        .info()
+        .await
+        .map(|i| i.created.to_string())
+        .map_err(|e| format!("cannot read the {} stream: {e}", wire::RESULT_STREAM))?;
+    let deliver_policy = match after {
+        (Some(was), seq) if seq > 0 && was == created => consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: seq + 1,
+        },
+        _ => consumer::DeliverPolicy::All,
+    };
+    let consumer = stream
+        .create_consumer(consumer::pull::Config {
+            filter_subject: wire::run_results(run),
+            deliver_policy,
+            ack_policy: consumer::AckPolicy::Explicit,
+            inactive_threshold: Duration::from_secs(600),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("cannot listen for the run's results: {e}"))?;
+    Ok((consumer, created))
+}
+
+/// Reads the run's results for as long as the run lasts, making its
+/// consumer again when the broker lost it (restarted, or its store gone).
+async fn listen(inner: Arc<Inner>, first: (consumer::Consumer<consumer::pull::Config>, String)) {
+    let Some((run, secret)) = inner.run.get().cloned() else {
         return;
     };
-    let mut messages = match consumer.messages().await {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::error!("dispatch: cannot read results: {e}");
-            return;
-        }
-    };
-    while let Some(message) = messages.next().await {
-        let Ok(message) = message else {
-            continue;
+    let mut created = Some(first.1.clone());
+    let mut consumer = Some(first.0);
+    let mut last = 0u64;
+    loop {
+        let current = match consumer.take() {
+            Some(c) => c,
+            None => match results_consumer(&inner, &run, (created.clone(), last)).await {
+                Ok((c, made)) => {
+                    if created.as_deref() != Some(made.as_str()) {
+                        last = 0;
+                    }
+                    created = Some(made);
+                    c
+                }
+                Err(e) => {
+                    tracing::debug!("dispatch: {e}; trying again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            },
         };
-        let result: Option<WorkResult> = (message.payload.len() <= wire::MAX_MESSAGE)
-            .then(|| serde_json::from_slice(&message.payload).ok())
-            .flatten();
-        let _ = message.ack().await;
-        let Some(result) = result else {
-            inner.forged.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("dispatch: dropped a result that does not parse");
-            continue;
+        let mut messages = match current
+            .stream()
+            .expires(Duration::from_secs(10))
+            .heartbeat(Duration::from_secs(4))
+            .messages()
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!("dispatch: cannot read results: {e}; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
         };
-        if !result.verify(&secret) {
-            inner.forged.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                "dispatch: dropped a result for agent {} that is not signed with the run's secret",
-                result.agent
-            );
-            continue;
-        }
-        let key = (result.agent, result.attempt);
-        let mut waits = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if waits.answered.contains(&key) || waits.arrived.contains_key(&key) {
-            inner.duplicates.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        match waits.waiting.remove(&key) {
-            Some(tx) => {
-                waits.answered.insert(key);
-                let _ = tx.send(result);
+        let mut missed = 0;
+        loop {
+            let message = tokio::select! {
+                m = messages.next() => m,
+                // The broker came back: its consumer may be gone.
+                _ = inner.reconnected.notified() => break,
+            };
+            let Some(message) = message else {
+                break;
+            };
+            let message = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    use consumer::pull::MessagesErrorKind as K;
+                    missed += 1;
+                    match e.kind() {
+                        K::MissingHeartbeat if missed < 2 => continue,
+                        _ => break,
+                    }
+                }
+            };
+            missed = 0;
+            if let Ok(info) = message.info() {
+                last = info.stream_sequence;
             }
-            None => {
-                waits.arrived.insert(key, result);
+            let result: Option<WorkResult> = (message.payload.len() <= wire::MAX_MESSAGE)
+                .then(|| serde_json::from_slice(&message.payload).ok())
+                .flatten();
+            let _ = message.ack().await;
+            let Some(result) = result else {
+                inner.forged.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("dispatch: dropped a result that does not parse");
+                continue;
+            };
+            if !result.verify(&secret) {
+                inner.forged.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    "dispatch: dropped a result for agent {} that is not signed with the run's secret",
+                    result.agent
+                );
+                continue;
             }
+            if result.blob.is_some() {
+                // Fetched beside the loop: other results need not wait.
+                inner.handle.spawn(fetch_blob(inner.clone(), result));
+            } else {
+                deliver(&inner, result);
+            }
+        }
+        tracing::debug!("dispatch: the results consumer ended; making it again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Hands a checked result to the try waiting for it, or keeps it for the
+/// try a resumed run will ask for.
+fn deliver(inner: &Inner, result: WorkResult) {
+    let key = (result.agent, result.attempt);
+    let mut waits = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+    if waits.answered.contains(&key) || waits.arrived.contains_key(&key) {
+        inner.duplicates.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    match waits.waiting.remove(&key) {
+        Some(w) => {
+            waits.answered.insert(key);
+            let _ = w.tx.send(result);
+        }
+        None => {
+            waits.arrived.insert(key, result);
         }
     }
+}
+
+/// Fetches an output too big for a message from the object store, checks
+/// it against the size and sha256 its signed result names, and delivers
+/// it; a missing or altered one fails the try.
+async fn fetch_blob(inner: Arc<Inner>, mut result: WorkResult) {
+    let Some(blob) = result.blob.clone() else {
+        return;
+    };
+    let fetched = async {
+        if blob.size > wire::MAX_BLOB {
+            return Err(format!(
+                "the output of agent {} is {} bytes, over the {} a coordinator takes",
+                result.agent,
+                blob.size,
+                wire::MAX_BLOB
+            ));
+        }
+        let store = broker::blob_store(&inner.js).await?;
+        let mut object = store
+            .get(&blob.name)
+            .await
+            .map_err(|e| format!("cannot fetch the output of agent {}: {e}", result.agent))?;
+        let mut bytes = Vec::with_capacity(blob.size as usize);
+        tokio::io::AsyncReadExt::read_to_end(
+            &mut tokio::io::AsyncReadExt::take(&mut object, wire::MAX_BLOB + 1),
+            &mut bytes,
+        )
+        .await
+        .map_err(|e| format!("cannot read the output of agent {}: {e}", result.agent))?;
+        result.internalise(&bytes)?;
+        let _ = store.delete(&blob.name).await;
+        Ok(())
+    }
+    .await;
+    if let Err(reason) = fetched {
+        tracing::warn!("dispatch: {reason}");
+        result.blob = None;
+        result.output = None;
+        result.failure = Some(reason);
+        result.kind = None;
+    }
+    deliver(&inner, result);
+}
+
+/// Watches the connection: when it comes back after a loss, the broker
+/// may have restarted without its store, so what the journal still waits
+/// for is checked against it ([`reconcile`]).
+async fn watch_broker(
+    inner: Arc<Inner>,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<async_nats::Event>,
+) {
+    let mut lost = false;
+    while let Some(event) = events.recv().await {
+        match event {
+            async_nats::Event::Disconnected => {
+                lost = true;
+                tracing::warn!("dispatch: lost the broker; reconnecting");
+            }
+            async_nats::Event::Connected if lost => {
+                lost = false;
+                tracing::info!("dispatch: the broker is back; checking what it kept");
+                inner.reconnected.notify_one();
+                // Workers reconnect too; give the streams a moment to load.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if let Err(e) = reconcile(&inner).await {
+                    tracing::warn!("dispatch: cannot check the broker's requests: {e}");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Publishes again each waiting try whose request the broker no longer
+/// has and whose result it never got: a broker that restarted on an
+/// empty (or damaged) store loses them, and the run's record says they
+/// are outstanding.
+async fn reconcile(inner: &Inner) -> Result<(), String> {
+    let Some((run, _)) = inner.run.get().cloned() else {
+        return Ok(());
+    };
+    broker::ensure_streams(&inner.js).await?;
+    let work = inner
+        .js
+        .get_stream(wire::WORK_STREAM)
+        .await
+        .map_err(|e| e.to_string())?;
+    let results = inner
+        .js
+        .get_stream(wire::RESULT_STREAM)
+        .await
+        .map_err(|e| e.to_string())?;
+    let outstanding: Vec<((u64, u32), Published)> = inner
+        .pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .waiting
+        .iter()
+        .filter_map(|(k, w)| Some((*k, w.published.clone()?)))
+        .collect();
+    for (key, published) in outstanding {
+        let kept = match work.get_raw_message(published.seq).await {
+            Ok(m) => m
+                .headers
+                .get("Nats-Msg-Id")
+                .is_some_and(|id| id.as_str() == published.msg_id),
+            Err(_) => false,
+        };
+        if kept {
+            continue;
+        }
+        let sent = results
+            .get_last_raw_message_by_subject(&wire::result_subject(&run, key.0, key.1))
+            .await
+            .is_ok();
+        if sent {
+            continue;
+        }
+        let again = published.again + 1;
+        let msg_id = format!("{}.again{again}", published.msg_id);
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", msg_id.as_str());
+        let ack = inner
+            .js
+            .publish_with_headers(
+                published.subject.clone(),
+                headers,
+                published.payload.clone(),
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut waits = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = waits.waiting.get_mut(&key) {
+            w.published = Some(Published {
+                msg_id,
+                seq: ack.sequence,
+                again,
+                ..published
+            });
+            inner.redispatched.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                "dispatch: agent {} (try {}) published again: the broker had lost it",
+                key.0,
+                key.1
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn exhausted(inner: Arc<Inner>, mut advisories: async_nats::Subscriber) {
@@ -290,7 +568,7 @@ async fn exhausted(inner: Arc<Inner>, mut advisories: async_nats::Subscriber) {
             .unwrap_or_else(|p| p.into_inner())
             .waiting
             .remove(&(request.agent, request.attempt));
-        if let Some(tx) = waiting {
+        if let Some(Waiting { tx, .. }) = waiting {
             let deliveries = v["deliveries"].as_u64().unwrap_or(0);
             let _ = tx.send(WorkResult {
                 v: wire::VERSION,
@@ -305,6 +583,7 @@ async fn exhausted(inner: Arc<Inner>, mut advisories: async_nats::Subscriber) {
                 )),
                 kind: None,
                 usage: Usage::default(),
+                blob: None,
                 mac: String::new(),
             });
         }
@@ -429,36 +708,79 @@ async fn dispatch_one(inner: Arc<Inner>, request: AgentRequest) -> AgentResult {
             waits.answered.insert(key);
             return result.into_agent_result();
         }
-        waits.waiting.insert(key, tx);
+        waits.waiting.insert(
+            key,
+            Waiting {
+                tx,
+                published: None,
+            },
+        );
     }
     let _pending = Pending {
         inner: inner.clone(),
         key,
     };
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(
-        "Nats-Msg-Id",
-        format!(
-            "{}.{}",
-            wire::msg_id(&run, request.id, request.attempt),
-            inner.nonce
-        )
-        .as_str(),
+    let msg_id = format!(
+        "{}.{}",
+        wire::msg_id(&run, request.id, request.attempt),
+        inner.nonce
     );
-    let subject = wire::work_subject(&inner.options.pool);
-    let published = inner
-        .js
-        .publish_with_headers(subject, headers, payload.into())
-        .await
-        .map_err(|e| failure(format!("cannot publish the agent to the broker: {e}")))?;
-    tokio::time::timeout(Duration::from_secs(10), published)
-        .await
-        .map_err(|_| failure("the broker did not acknowledge the agent within 10s".into()))?
-        .map_err(|e| failure(format!("the broker refused the agent: {e}")))?;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", msg_id.as_str());
+    let pool = request
+        .model
+        .as_ref()
+        .and_then(|m| inner.options.pools.get(m))
+        .unwrap_or(&inner.options.pool)
+        .clone();
+    let subject = wire::work_subject(&pool);
+    let payload = bytes::Bytes::from(payload);
+    // A broker that is away (restarting) gets the request when it is back;
+    // the message id keeps a request it stored before it went once.
+    let deadline = tokio::time::Instant::now() + inner.options.agent_timeout;
+    let ack = loop {
+        let tried = async {
+            let published = inner
+                .js
+                .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
+                .await
+                .map_err(|e| format!("cannot publish the agent to the broker: {e}"))?;
+            tokio::time::timeout(Duration::from_secs(5), published)
+                .await
+                .map_err(|_| "the broker did not acknowledge the agent within 5s".to_string())?
+                .map_err(|e| format!("the broker refused the agent: {e}"))
+        }
+        .await;
+        match tried {
+            Ok(ack) => break ack,
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(failure(e)),
+            Err(e) => {
+                tracing::debug!("dispatch: agent {}: {e}; trying again", request.id);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                // A broker back without its store has no streams yet.
+                let _ = broker::ensure_streams(&inner.js).await;
+            }
+        }
+    };
+    if let Some(w) = inner
+        .pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .waiting
+        .get_mut(&key)
+    {
+        w.published = Some(Published {
+            subject,
+            payload,
+            msg_id,
+            seq: ack.sequence,
+            again: 0,
+        });
+    }
     match tokio::time::timeout(inner.options.agent_timeout, rx).await {
         Err(_) => Err(failure(format!(
-            "no worker of pool `{}` answered within {:?} (are workers running? `wasmflow worker --nats URL --pool {}`)",
-            inner.options.pool, inner.options.agent_timeout, inner.options.pool
+            "no worker of pool `{pool}` answered within {:?} (are workers running? `wasmflow worker --nats URL --pool {pool}`)",
+            inner.options.agent_timeout
         ))),
         Ok(Err(_)) => Err(failure("dispatch: the results listener stopped".into())),
         Ok(Ok(result)) => result.into_agent_result(),

@@ -10,5 +10,6 @@
 
 pub mod broker;
 pub mod dispatch;
+pub mod fleet;
 pub mod wire;
 pub mod worker;

@@ -18,6 +18,38 @@ pub const MAX_MESSAGE: usize = 1 << 20;
 pub const WORK_STREAM: &str = "WASMFLOW_WORK";
 /// The stream results go back on, one subject per run.
 pub const RESULT_STREAM: &str = "WASMFLOW_RESULTS";
+/// The stream of workers' heartbeats, the last one of each.
+pub const WORKER_STREAM: &str = "WASMFLOW_WORKERS";
+/// The object store results over [`BLOB_ABOVE`] go through.
+pub const BLOB_BUCKET: &str = "wasmflow_results";
+/// A result whose message would be larger goes through the object store
+/// (the margin leaves room for headers).
+pub const BLOB_ABOVE: usize = MAX_MESSAGE - 16 * 1024;
+/// Largest output a coordinator fetches from the object store.
+pub const MAX_BLOB: u64 = 256 << 20;
+/// How often a worker says it is alive.
+pub const HEARTBEAT_SECS: u64 = 5;
+
+/// Where a worker's heartbeat goes: one subject per worker, so the stream
+/// keeps the last of each.
+pub fn worker_subject(pool: &str, name: &str) -> String {
+    let token: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("wasmflow.worker.{pool}.{token}")
+}
+
+/// The object holding one try's output.
+pub fn blob_name(run: &str, agent: u64, attempt: u32) -> String {
+    format!("{run}.{agent}.{attempt}")
+}
 
 /// Where a pool's requests go.
 pub fn work_subject(pool: &str) -> String {
@@ -151,6 +183,9 @@ pub struct WorkResult {
     pub kind: Option<String>,
     /// Tokens used.
     pub usage: Usage,
+    /// When the output was too big for a message: where it is instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<Blob>,
     /// HMAC-SHA256 of the rest, under the run's secret (hex).
     #[serde(default)]
     pub mac: String,
@@ -199,10 +234,46 @@ impl WorkResult {
             failure,
             kind,
             usage,
+            blob: None,
             mac: String::new(),
         };
         result.mac = result.expected_mac(&request.secret);
         result
+    }
+
+    /// Moves the output out of the message, into an object described by
+    /// its name, size and sha256 (which the signature then covers).
+    /// Returns the output's bytes to store.
+    pub fn externalise(&mut self, secret: &str) -> Vec<u8> {
+        let bytes = serde_json::to_vec(&self.output.take()).unwrap_or_default();
+        self.blob = Some(Blob {
+            name: blob_name(&self.run, self.agent, self.attempt),
+            size: bytes.len() as u64,
+            sha256: wasmflow::run::key::sha256_hex(&bytes),
+        });
+        self.mac = self.expected_mac(secret);
+        bytes
+    }
+
+    /// Puts back an output fetched from the object store, once its size
+    /// and sha256 are the ones the signed result names.
+    pub fn internalise(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let Some(blob) = &self.blob else {
+            return Ok(());
+        };
+        if bytes.len() as u64 != blob.size || wasmflow::run::key::sha256_hex(bytes) != blob.sha256 {
+            return Err(format!(
+                "the output of agent {} in the object store ({} bytes) is not the one its worker signed ({} bytes, sha256 {}): dropped",
+                self.agent,
+                bytes.len(),
+                blob.size,
+                blob.sha256
+            ));
+        }
+        self.output = serde_json::from_slice(bytes)
+            .map_err(|e| format!("the output of agent {} does not parse: {e}", self.agent))?;
+        self.blob = None;
+        Ok(())
     }
 
     /// The MAC this result should carry under `secret` (hex).
@@ -258,6 +329,58 @@ impl WorkResult {
     }
 }
 
+/// An output kept in the object store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blob {
+    /// The object's name.
+    pub name: String,
+    /// Its length in bytes.
+    pub size: u64,
+    /// Its SHA-256 (hex).
+    pub sha256: String,
+}
+
+/// What a worker says of itself every [`HEARTBEAT_SECS`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// [`VERSION`].
+    pub v: u32,
+    /// The worker's name.
+    pub name: String,
+    /// Its pool.
+    pub pool: String,
+    /// Its backend.
+    pub backend: String,
+    /// The model ids it runs (`None`: any).
+    pub models: Option<Vec<String>>,
+    /// Agents at once.
+    pub slots: usize,
+    /// Agents running now.
+    pub busy: usize,
+    /// Agents it finished since it started.
+    pub done: u64,
+    /// `running`, `draining` (stopping: no new agents) or `stopped`.
+    pub state: String,
+    /// When it started, and when it said this (Unix milliseconds).
+    pub started_ms: u64,
+    /// When it said this (Unix milliseconds).
+    pub at_ms: u64,
+    /// Its host, as it names itself.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// wasmflow's version there.
+    pub version: String,
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// 32 random bytes as hex: a run's secret.
 pub fn new_secret() -> Result<String, String> {
     use std::io::Read;
@@ -308,6 +431,39 @@ mod tests {
             AgentOutput::Text("hi".into())
         );
         assert!(check_token("pool", "haiku-pool").is_ok());
+        assert_eq!(
+            worker_subject("p", "host.a b"),
+            "wasmflow.worker.p.host_a_b"
+        );
         assert!(check_token("pool", "a.b").is_err());
+    }
+
+    #[test]
+    fn big_outputs_travel_beside_their_signed_result() {
+        let reply: wasmflow::backend::AgentResult = Ok(AgentReply {
+            output: AgentOutput::Text("x".repeat(3000)),
+            usage: Usage::new(1, 1),
+        });
+        let mut r = WorkResult::new(&request(), "w1", &reply);
+        let bytes = r.externalise("s3cret");
+        assert!(r.output.is_none() && r.verify("s3cret"));
+        let blob = r.blob.clone().unwrap();
+        assert_eq!(
+            (blob.name.as_str(), blob.size),
+            ("r1.7.1", bytes.len() as u64)
+        );
+        let mut tampered = bytes.clone();
+        tampered[10] ^= 1;
+        assert!(
+            r.clone()
+                .internalise(&tampered)
+                .unwrap_err()
+                .contains("sha256")
+        );
+        r.internalise(&bytes).unwrap();
+        assert_eq!(
+            r.into_agent_result().unwrap().output,
+            AgentOutput::Text("x".repeat(3000))
+        );
     }
 }

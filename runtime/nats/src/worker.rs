@@ -9,6 +9,7 @@
 //! not run again.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -55,32 +56,38 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
     wire::check_token("pool", &options.pool)?;
-    let client = broker::connect(&options.broker).await?;
+    let (events, mut watched) = tokio::sync::mpsc::unbounded_channel();
+    let client = broker::connect_watching(&options.broker, Some(events)).await?;
+    // A broker that comes back may have lost its store, and with it the
+    // pool's consumer, which a fetch does not report: joined again then.
+    let rejoin = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = rejoin.clone();
+    tokio::spawn(async move {
+        let mut lost = false;
+        while let Some(event) = watched.recv().await {
+            match event {
+                async_nats::Event::Disconnected => {
+                    lost = true;
+                    tracing::warn!("worker: lost the broker; reconnecting");
+                }
+                async_nats::Event::Connected if lost => {
+                    lost = false;
+                    tracing::info!("worker: the broker is back");
+                    flag.store(true, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+    });
     let js = jetstream::new(client);
     broker::ensure_streams(&js).await?;
+    let mut consumer = join_pool(&js, &options).await?;
+    // A handle names the stream; it serves again once a broker that lost
+    // its store has the stream again.
     let results = js
         .get_stream(wire::RESULT_STREAM)
         .await
         .map_err(|e| format!("cannot open the {} stream: {e}", wire::RESULT_STREAM))?;
-    let stream = js
-        .get_stream(wire::WORK_STREAM)
-        .await
-        .map_err(|e| format!("cannot open the {} stream: {e}", wire::WORK_STREAM))?;
-    let durable = format!("pool-{}", options.pool);
-    let consumer = stream
-        .get_or_create_consumer(
-            &durable,
-            consumer::pull::Config {
-                durable_name: Some(durable.clone()),
-                filter_subject: wire::work_subject(&options.pool),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: options.ack_wait,
-                max_deliver: options.max_deliver,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| format!("cannot join pool `{}`: {e}", options.pool))?;
     tracing::info!(
         "worker {} takes agents from pool `{}` on {} ({} slots, lease {:?})",
         options.name,
@@ -105,9 +112,31 @@ pub async fn run(
     let options = Arc::new(options);
     let slots = Arc::new(Semaphore::new(options.slots));
     let (give_up_tx, give_up) = watch::channel(false);
+    let stats = Arc::new(Stats {
+        started_ms: wire::now_ms(),
+        done: AtomicU64::new(0),
+    });
+    let beating = tokio::spawn(heartbeat(
+        js.clone(),
+        options.clone(),
+        slots.clone(),
+        stats.clone(),
+        stop.clone(),
+    ));
     loop {
         if *stop.borrow() {
             break;
+        }
+        if rejoin.swap(false, Ordering::Relaxed) {
+            match join_pool(&js, &options).await {
+                Ok(c) => consumer = c,
+                Err(e) => {
+                    tracing::warn!("worker: {e}; trying again");
+                    rejoin.store(true, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            }
         }
         let free = slots.available_permits();
         if free == 0 {
@@ -126,8 +155,13 @@ pub async fn run(
         let mut batch = match batch {
             Ok(b) => b,
             Err(e) => {
+                // The broker restarted, perhaps without its store: the
+                // pool's consumer is made again.
                 tracing::warn!("worker: cannot fetch from pool: {e}; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
+                if let Ok(c) = join_pool(&js, &options).await {
+                    consumer = c;
+                }
                 continue;
             }
         };
@@ -136,8 +170,16 @@ pub async fn run(
                 _ = stop.changed() => break,
                 next = batch.next() => next,
             };
-            let Some(Ok(message)) = next else {
-                break;
+            let message = match next {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    tracing::debug!("worker: a fetch ended: {e}");
+                    if let Ok(c) = join_pool(&js, &options).await {
+                        consumer = c;
+                    }
+                    break;
+                }
+                None => break,
             };
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break;
@@ -150,7 +192,7 @@ pub async fn run(
                 results.clone(),
                 message,
                 give_up.clone(),
-                permit,
+                (permit, stats.clone()),
             ));
         }
     }
@@ -166,7 +208,102 @@ pub async fn run(
         let _ = give_up_tx.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), slots.acquire_many(all)).await;
     }
+    beating.abort();
+    let _ = publish_heartbeat(&js, &options, &slots, &stats, "stopped").await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), js.client().flush()).await;
     Ok(())
+}
+
+/// The pool's durable work-queue consumer, made (with the streams) when
+/// missing: at start, and again when a broker comes back without them.
+async fn join_pool(
+    js: &jetstream::Context,
+    options: &WorkerOptions,
+) -> Result<consumer::Consumer<consumer::pull::Config>, String> {
+    broker::ensure_streams(js).await?;
+    let stream = js
+        .get_stream(wire::WORK_STREAM)
+        .await
+        .map_err(|e| format!("cannot open the {} stream: {e}", wire::WORK_STREAM))?;
+    let durable = format!("pool-{}", options.pool);
+    stream
+        .get_or_create_consumer(
+            &durable,
+            consumer::pull::Config {
+                durable_name: Some(durable.clone()),
+                filter_subject: wire::work_subject(&options.pool),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: options.ack_wait,
+                max_deliver: options.max_deliver,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| format!("cannot join pool `{}`: {e}", options.pool))
+}
+
+/// What the heartbeat reports beside the slots.
+struct Stats {
+    started_ms: u64,
+    done: AtomicU64,
+}
+
+/// Says every few seconds that this worker is alive, and how busy
+/// (`wasmflow worker ls`).
+async fn heartbeat(
+    js: jetstream::Context,
+    options: Arc<WorkerOptions>,
+    slots: Arc<Semaphore>,
+    stats: Arc<Stats>,
+    stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(wire::HEARTBEAT_SECS));
+    loop {
+        tick.tick().await;
+        let state = if *stop.borrow() {
+            "draining"
+        } else {
+            "running"
+        };
+        if let Err(e) = publish_heartbeat(&js, &options, &slots, &stats, state).await {
+            tracing::debug!("worker: heartbeat not sent: {e}");
+        }
+    }
+}
+
+async fn publish_heartbeat(
+    js: &jetstream::Context,
+    options: &WorkerOptions,
+    slots: &Semaphore,
+    stats: &Stats,
+    state: &str,
+) -> Result<(), String> {
+    let beat = wire::Heartbeat {
+        v: wire::VERSION,
+        name: options.name.clone(),
+        pool: options.pool.clone(),
+        backend: options.backend_name.clone(),
+        models: options.models.clone(),
+        slots: options.slots,
+        busy: options.slots.saturating_sub(slots.available_permits()),
+        done: stats.done.load(Ordering::Relaxed),
+        state: state.to_string(),
+        started_ms: stats.started_ms,
+        at_ms: wire::now_ms(),
+        host: std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default(),
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let payload = serde_json::to_vec(&beat).map_err(|e| e.to_string())?;
+    js.client()
+        .publish(
+            wire::worker_subject(&options.pool, &options.name),
+            payload.into(),
+        )
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Tries a coordinator no longer wants: those running here are abandoned,
@@ -230,7 +367,7 @@ async fn handle(
     results: jetstream::stream::Stream,
     message: jetstream::Message,
     mut give_up: watch::Receiver<bool>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    (_permit, stats): (tokio::sync::OwnedSemaphorePermit, Arc<Stats>),
 ) {
     let request: Option<WorkRequest> = (message.payload.len() <= wire::MAX_MESSAGE)
         .then(|| serde_json::from_slice(&message.payload).ok())
@@ -303,8 +440,11 @@ async fn handle(
                         if lease.lapsed(options.ack_wait) {
                             break None;
                         }
-                        if message.ack_with(AckKind::Progress).await.is_ok() {
-                            lease.renewed();
+                        // Renewed only when the broker says so: a progress
+                        // ack buffered on a dead link renews nothing.
+                        let asked = Instant::now();
+                        if let Ok(Ok(())) = tokio::time::timeout(beat, message.double_ack_with(AckKind::Progress)).await {
+                            lease.renewed_at(asked);
                         }
                     }
                     _ = cancelled.changed() => {
@@ -340,19 +480,66 @@ async fn handle(
         lease.fenced(&options.name, request.agent);
         return;
     }
-    let result = WorkResult::new(&request, &options.name, &outcome);
-    let Ok(payload) = serde_json::to_vec(&result) else {
+    let mut result = WorkResult::new(&request, &options.name, &outcome);
+    let Ok(mut payload) = serde_json::to_vec(&result) else {
         return;
     };
+    if payload.len() > wire::BLOB_ABOVE {
+        // Over the message limit: the output goes through the object
+        // store, and the message carries its size and sha256.
+        let bytes = result.externalise(&request.secret);
+        let stored = async {
+            let store = broker::blob_store(&js).await?;
+            store
+                .put(
+                    result.blob.as_ref().map(|b| b.name.as_str()).unwrap_or(""),
+                    &mut bytes.as_slice(),
+                )
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        if let Err(e) = stored {
+            tracing::warn!(
+                "worker {}: cannot store the {}-byte output of agent {}: {e}; it will be redelivered",
+                options.name,
+                bytes.len(),
+                request.agent
+            );
+            return;
+        }
+        let Ok(p) = serde_json::to_vec(&result) else {
+            return;
+        };
+        payload = p;
+    }
+    let payload = bytes::Bytes::from(payload);
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", done_key.as_str());
-    let sent = match js
-        .publish_with_headers(subject, headers, payload.into())
-        .await
-    {
-        Ok(ack) => ack.await.is_ok(),
-        Err(_) => false,
-    };
+    // A broker away for a moment gets the result when it is back, while
+    // the lease holds; the message id stores it once.
+    let mut sent = false;
+    while !lease.lapsed(options.ack_wait) {
+        let tried = async {
+            js.publish_with_headers(subject.clone(), headers.clone(), payload.clone())
+                .await
+                .map_err(|e| e.to_string())?
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        match tried {
+            Ok(_) => {
+                sent = true;
+                break;
+            }
+            Err(e) => {
+                tracing::debug!("worker: result of agent {} not sent: {e}", request.agent);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let _ = broker::ensure_streams(&js).await;
+            }
+        }
+    }
     if !sent {
         // Not acked: the lease lapses and another worker (or this one)
         // runs it again; the journal keeps it once.
@@ -363,6 +550,7 @@ async fn handle(
         );
         return;
     }
+    stats.done.fetch_add(1, Ordering::Relaxed);
     let _ = message.ack().await;
 }
 
@@ -374,8 +562,8 @@ struct Lease {
 }
 
 impl Lease {
-    fn renewed(&mut self) {
-        self.renewed = Instant::now();
+    fn renewed_at(&mut self, asked: Instant) {
+        self.renewed = asked;
     }
 
     fn lapsed(&self, ack_wait: Duration) -> bool {

@@ -114,6 +114,10 @@ pub struct RoutedModel {
     pub id: String,
     /// The backend it runs on.
     pub backend: Option<String>,
+    /// With `--dispatch`: the worker pool its agents go to (else the
+    /// run's pool), so cheap fan-out and costly synthesis can run on
+    /// different fleets.
+    pub pool: Option<String>,
 }
 
 /// Where an alias leads.
@@ -457,6 +461,21 @@ impl Config {
                 )));
             }
         }
+        for (alias, spec) in &config.models {
+            if let ModelSpec::Routed(RoutedModel {
+                pool: Some(pool), ..
+            }) = spec
+                && (pool.is_empty()
+                    || pool.len() > 64
+                    || !pool
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            {
+                return Err(bad(format!(
+                    "models.{alias}.pool: `{pool}` must be 1-64 letters, digits, `-` or `_` (it names a NATS subject)"
+                )));
+            }
+        }
         if let Some(b) = &config.backend
             && !crate::backend::router::BACKENDS.contains(&b.as_str())
         {
@@ -642,6 +661,34 @@ impl Config {
         self.models.contains_key(name) || BUILTIN_MODELS.iter().any(|(a, _, _)| *a == name)
     }
 
+    /// Worker pools by model id, from `[models]` entries that name one.
+    /// Two aliases of one id naming different pools is an error.
+    pub fn pools(&self) -> Result<BTreeMap<String, String>, String> {
+        let mut pools: BTreeMap<String, (String, String)> = BTreeMap::new();
+        for (alias, spec) in &self.models {
+            let ModelSpec::Routed(RoutedModel {
+                id,
+                pool: Some(pool),
+                ..
+            }) = spec
+            else {
+                continue;
+            };
+            if let Some((other, earlier)) = pools.get(id)
+                && earlier != pool
+            {
+                return Err(format!(
+                    "[models] `{other}` and `{alias}` are both model `{id}` but name different pools (`{earlier}`, `{pool}`): give one model one pool"
+                ));
+            }
+            pools.insert(id.clone(), (alias.clone(), pool.clone()));
+        }
+        Ok(pools
+            .into_iter()
+            .map(|(id, (_, pool))| (id, pool))
+            .collect())
+    }
+
     /// Every alias, configured then built in, with where it leads.
     pub fn aliases(&self) -> Vec<(String, ModelRoute)> {
         let mut all: Vec<(String, ModelRoute)> = self
@@ -732,6 +779,25 @@ mod tests {
         assert_eq!(c.model_id("opus"), "o-1");
         assert_eq!(c.model_id("other"), "other");
         assert_eq!(c.price("h-1").unwrap().cost(1_000_000, 200_000), 2.0);
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn models_name_their_worker_pools() {
+        let parse = |text: &str| toml::from_str::<Config>(text).unwrap();
+        let c = parse(
+            "[models]\nfast = { id = \"h-1\", pool = \"haiku-pool\" }\nbig = { id = \"o-1\", backend = \"claude\" }\nquick = { id = \"h-1\", pool = \"haiku-pool\" }\n",
+        );
+        assert_eq!(
+            c.pools().unwrap().into_iter().collect::<Vec<_>>(),
+            vec![("h-1".to_string(), "haiku-pool".to_string())]
+        );
+        let e = parse(
+            "[models]\nfast = { id = \"h-1\", pool = \"a\" }\nquick = { id = \"h-1\", pool = \"b\" }\n",
+        )
+        .pools()
+        .unwrap_err();
+        assert!(e.contains("`fast` and `quick`") && e.contains("h-1"), "{e}");
     }
 
     #[test]
@@ -744,6 +810,10 @@ mod tests {
             ("[prices.x]\ninput = -1\noutput = 1\n", "non-negative"),
             ("agent_timeout = \"soon\"\n", "agent_timeout"),
             ("concurrency = \"many\"\n", "concurrency"),
+            (
+                "[models]\nfast = { id = \"h\", pool = \"a.b\" }\n",
+                "models.fast.pool",
+            ),
         ] {
             std::fs::write(&p, text).unwrap();
             let e = Config::read(&p).unwrap_err().to_string();
@@ -752,5 +822,6 @@ mod tests {
                 "{text}: {e}"
             );
         }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
