@@ -25,23 +25,34 @@ use support::{run_in, temp_dir};
 /// A `nats-server` with JetStream, stopped when dropped.
 struct Broker {
     child: Child,
+    addr: String,
     port: u16,
     dir: PathBuf,
 }
 
 impl Broker {
     fn start(name: &str) -> Broker {
+        Self::start_on(name, "127.0.0.1")
+    }
+
+    /// On `addr` (an address of this host, e.g. a veth's).
+    fn start_on(name: &str, addr: &str) -> Broker {
         let dir = temp_dir(name);
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = Self::spawn(&dir, port);
-        Broker { child, port, dir }
+        let child = Self::spawn(&dir, addr, port);
+        Broker {
+            child,
+            addr: addr.to_string(),
+            port,
+            dir,
+        }
     }
 
-    fn spawn(dir: &Path, port: u16) -> Child {
+    fn spawn(dir: &Path, addr: &str, port: u16) -> Child {
         let server = std::env::var_os("NATS_SERVER")
             .map(PathBuf::from)
             .expect("NATS_SERVER names nats-server (run tests/nats/run.sh)");
@@ -51,14 +62,14 @@ impl Broker {
             .open(dir.join("nats.log"))
             .unwrap();
         let child = Command::new(server)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .args(["-a", addr, "-p", &port.to_string(), "-js", "-sd"])
             .arg(dir.join("store"))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("nats-server starts");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while TcpStream::connect((addr, port)).is_err() {
             assert!(Instant::now() < deadline, "nats-server did not listen");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -74,17 +85,17 @@ impl Broker {
             std::fs::remove_dir_all(self.dir.join("store")).unwrap();
         }
         std::thread::sleep(down);
-        self.child = Self::spawn(&self.dir, self.port);
+        self.child = Self::spawn(&self.dir, &self.addr, self.port);
     }
 
     fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://{}:{}", self.addr, self.port)
     }
 
     /// Publishes `payload` on `subject` over the plain NATS protocol (a
     /// JetStream stream stores it like any publish).
     fn publish(&self, subject: &str, payload: &[u8]) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut s = TcpStream::connect((self.addr.as_str(), self.port)).unwrap();
         let mut msg = format!(
             "CONNECT {{\"verbose\":false}}\r\nPUB {subject} {}\r\n",
             payload.len()
@@ -920,4 +931,152 @@ fn a_five_megabyte_result_goes_through_the_object_store() {
         .dir
         .join("store/jetstream/$G/streams/OBJ_wasmflow_results");
     assert!(store.exists(), "the object store was used");
+}
+
+/// A network namespace joined to this host by a veth pair: a second
+/// host whose link can be cut. Removed when dropped.
+struct Netns {
+    name: String,
+    host_link: String,
+    host_addr: String,
+}
+
+impl Netns {
+    fn create() -> Netns {
+        let n = std::process::id() % 100_000;
+        let name = format!("wf-part-{n}");
+        let (host_link, inner_link) = (format!("wfh{n}"), format!("wfw{n}"));
+        let net = format!("10.213.{}", n % 250);
+        let netns = Netns {
+            name: name.clone(),
+            host_link: host_link.clone(),
+            host_addr: format!("{net}.1"),
+        };
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap_or_else(|e| {
+                panic!("the partition test needs iproute2's `ip` (apt-get install iproute2): {e}")
+            });
+            assert!(
+                out.status.success(),
+                "ip {}: {} (the partition test needs root, or CAP_NET_ADMIN, to make a network namespace)",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ip(&["netns", "add", &name]);
+        ip(&[
+            "link",
+            "add",
+            &host_link,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &inner_link,
+        ]);
+        ip(&["link", "set", &inner_link, "netns", &name]);
+        ip(&["addr", "add", &format!("{net}.1/30"), "dev", &host_link]);
+        ip(&["link", "set", &host_link, "up"]);
+        ip(&[
+            "-n",
+            &name,
+            "addr",
+            "add",
+            &format!("{net}.2/30"),
+            "dev",
+            &inner_link,
+        ]);
+        ip(&["-n", &name, "link", "set", &inner_link, "up"]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        netns
+    }
+
+    /// Cuts (`false`) or restores the link.
+    fn link(&self, up: bool) {
+        let state = if up { "up" } else { "down" };
+        assert!(
+            Command::new("ip")
+                .args(["link", "set", &self.host_link, state])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_link])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+#[test]
+fn a_worker_cut_off_by_a_network_partition_sends_nothing_late() {
+    let netns = Netns::create();
+    let broker = Broker::start_on("broker-partition", &netns.host_addr);
+    let dir = temp_dir("nats-partition");
+    std::fs::write(dir.join("flow.js"), fan_out(1)).unwrap();
+    // The worker on the other side of the link, in the namespace.
+    let ledger = dir.join("ledger-island.jsonl");
+    let mut island = Command::new("ip")
+        .args(["netns", "exec", &netns.name])
+        .arg(env!("CARGO_BIN_EXE_wasmflow"))
+        .current_dir(&dir)
+        .env("HOME", &dir)
+        .env("WASMFLOW_LOG", "info")
+        .env("XDG_DATA_HOME", dir.join(".data"))
+        .args(["worker", "--nats", &broker.url(), "--name", "island"])
+        .args(["--slots", "1", "--ack-wait", "2s", "--sim-latency", "6000"])
+        .arg("--sim-trace")
+        .arg(&ledger)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("island.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(dir.join("island.log")).unwrap_or_default();
+    let t = Instant::now();
+    while !log().contains("takes agents from pool") {
+        assert!(t.elapsed() < Duration::from_secs(10), "{}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let coordinator = coordinate(&broker, &dir);
+    std::thread::sleep(Duration::from_millis(1500));
+    // Cut mid-agent: its progress acks go nowhere, its lease lapses, and
+    // the broker hands the request to a worker on this side.
+    netns.link(false);
+    let mainland = Worker::start(&broker, &dir, "mainland", &["--sim-latency", "100"]);
+    let t = Instant::now();
+    while mainland.ran().is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the request never moved"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = coordinator.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        journaled(&dir, v["run_id"].as_str().unwrap())
+            .values()
+            .copied()
+            .collect::<Vec<_>>(),
+        [1]
+    );
+    // The cut-off worker fenced itself: no result sent, none acked.
+    let t = Instant::now();
+    while !log().contains("lease on agent 1 lapsed") {
+        assert!(t.elapsed() < Duration::from_secs(10), "{}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    netns.link(true);
+    assert!(!stderr.contains("duplicate"), "{stderr}");
+    let _ = island.kill();
+    let _ = island.wait();
 }
