@@ -483,6 +483,8 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
             "local_p99_us": us(f.local.1),
             "parallel_1000_ms": f.parallel.iter().map(|(w, d)| json!({"workers": w, "ms": d.as_secs_f64() * 1e3})).collect::<Vec<_>>(),
             "broker_rss_kb": f.broker_rss_kb,
+            "failover_ms": f.failover.as_secs_f64() * 1e3,
+            "big_result_4mb_ms": f.big_result.as_secs_f64() * 1e3,
         })),
         "engine_load_ms": load.as_secs_f64() * 1e3,
         "trivial_run_warm_ms": trivial.as_secs_f64() * 1e3,
@@ -642,6 +644,15 @@ fn bench_inner(args: &BenchArgs) -> Result<(), String> {
                 println!(
                     "nats-server resident memory             {:>9} kB",
                     f.broker_rss_kb
+                );
+                println!(
+                    "nats: worker killed -> agent done elsewhere {:>6.0} ms (lease {})",
+                    f.failover.as_secs_f64() * 1e3,
+                    crate::bench_nats::FAILOVER_ACK_WAIT
+                );
+                println!(
+                    "nats: one 4 MB result (object store)    {:>9.1} ms",
+                    f.big_result.as_secs_f64() * 1e3
                 );
             }
         }

@@ -23,7 +23,16 @@ pub struct NatsFigures {
     pub parallel: Vec<(usize, Duration)>,
     /// The broker's resident memory at the end, kB.
     pub broker_rss_kb: u64,
+    /// kill -9 of a worker mid-agent (lease 2 s) to that agent's result
+    /// from another worker.
+    pub failover: Duration,
+    /// One agent whose 4 MB answer (under the default output cap) goes
+    /// through the object store.
+    pub big_result: Duration,
 }
+
+/// The lease the failover figure uses.
+pub const FAILOVER_ACK_WAIT: &str = "2s";
 
 const SEQUENCE_200: &str = "for (let i = 0; i < 200; i++) await agent('s' + i); return 1";
 
@@ -104,14 +113,14 @@ pub fn figures(engine: &WorkflowEngine, n: u32) -> Result<Option<NatsFigures>, S
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let held: Mutex<Vec<Dispatch>> = Mutex::new(Vec::new());
-    let dispatched = || -> Arc<dyn AgentBackend> {
+    let dispatched_to = |pool: &str| -> Arc<dyn AgentBackend> {
         let d = Dispatch::connect(DispatchOptions {
             broker: BrokerOptions {
                 url: url.clone(),
                 creds: None,
                 name: "wasmflow bench".into(),
             },
-            pool: "bench".into(),
+            pool: pool.into(),
             pools: Default::default(),
             backend: "sim".into(),
             agent_timeout: Duration::from_secs(60),
@@ -125,6 +134,18 @@ pub fn figures(engine: &WorkflowEngine, n: u32) -> Result<Option<NatsFigures>, S
         let backend = d.backend();
         held.lock().unwrap().push(d);
         backend
+    };
+    let dispatched = || dispatched_to("bench");
+    let worker = |pool: &str, name: &str, extra: &[&str]| {
+        std::process::Command::new(&exe)
+            .args(["worker", "--nats", &url, "--pool", pool, "--name", name])
+            .args(extra)
+            .current_dir(&dir)
+            .env("HOME", &dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())
     };
     let mut parallel = Vec::new();
     let mut round_trip = (Duration::ZERO, Duration::ZERO);
@@ -167,6 +188,67 @@ pub fn figures(engine: &WorkflowEngine, n: u32) -> Result<Option<NatsFigures>, S
             round_trip = percentiles(times.lock().unwrap().clone());
         }
     }
+    // A worker dies mid-agent; the next one starts at once: the agent's
+    // result arrives about one lease later.
+    let failover = {
+        let mut doomed = Procs(vec![worker(
+            "failover",
+            "doomed",
+            &[
+                "--slots",
+                "1",
+                "--sim-latency",
+                "600000",
+                "--ack-wait",
+                FAILOVER_ACK_WAIT,
+            ],
+        )?]);
+        let backend = dispatched_to("failover");
+        let killed = std::thread::scope(|scope| {
+            let run = scope
+                .spawn(|| crate::bench::run_once(engine, "await agent('long'); return 1", backend));
+            std::thread::sleep(Duration::from_millis(1500));
+            let _ = doomed.0[0].kill();
+            let _ = doomed.0[0].wait();
+            let killed = Instant::now();
+            let next = worker("failover", "next", &[]);
+            let done = run
+                .join()
+                .map_err(|_| "the failover run panicked".to_string());
+            (killed.elapsed(), next, done)
+        });
+        let (took, next, done) = killed;
+        let _next = Procs(vec![next?]);
+        done??;
+        took
+    };
+    let big_result = {
+        let rules = dir.join("big.json");
+        let big = "0123456789".repeat(400_000);
+        std::fs::write(
+            &rules,
+            serde_json::json!({"default": {"reply": big}}).to_string(),
+        )
+        .map_err(|e| e.to_string())?;
+        let _w = Procs(vec![worker(
+            "big",
+            "big",
+            &["--sim-rules", rules.to_str().unwrap_or_default()],
+        )?]);
+        crate::bench::run_once(
+            engine,
+            "await agent('warm'); return 1",
+            dispatched_to("big"),
+        )
+        .ok();
+        let t = Instant::now();
+        crate::bench::run_once(
+            engine,
+            "const r = await agent('big'); return r.length",
+            dispatched_to("big"),
+        )?;
+        t.elapsed()
+    };
     let times = Arc::new(Mutex::new(Vec::new()));
     crate::bench::run_once(
         engine,
@@ -206,5 +288,7 @@ pub fn figures(engine: &WorkflowEngine, n: u32) -> Result<Option<NatsFigures>, S
         local,
         parallel,
         broker_rss_kb,
+        failover,
+        big_result,
     }))
 }
