@@ -345,7 +345,13 @@ impl RunDir {
     /// running but no process holds the lock.
     pub fn status(&self, info: &RunInfo) -> String {
         if info.status == "running" && !self.is_locked() {
-            "interrupted".into()
+            // The process may have written its end and let go of the lock
+            // between `info` being read and the lock being looked at: what
+            // run.json says now decides.
+            match self.read_info() {
+                Ok(fresh) if fresh.status != "running" => fresh.status,
+                _ => "interrupted".into(),
+            }
         } else {
             info.status.clone()
         }
@@ -555,6 +561,31 @@ mod tests {
         for bad in ["", "../x", "a/b", ".", "a b"] {
             assert!(check_id(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_run_that_ended_while_its_info_was_read_is_not_interrupted() {
+        let root = std::env::temp_dir().join(format!("wf-rundir-status-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let run = RunDir::create(&root, "r1").unwrap();
+        let stale = RunInfo {
+            id: "r1".into(),
+            status: "running".into(),
+            ..RunInfo::default()
+        };
+        run.write_info(&stale).unwrap();
+        assert_eq!(run.status(&stale), "interrupted");
+        let ended = RunInfo {
+            status: "ok".into(),
+            ..stale.clone()
+        };
+        run.write_info(&ended).unwrap();
+        assert_eq!(run.status(&stale), "ok");
+        let lock = run.try_lock().unwrap().unwrap();
+        run.write_info(&stale).unwrap();
+        assert_eq!(run.status(&stale), "running");
+        drop(lock);
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]
