@@ -152,17 +152,7 @@ pub fn figures(engine: &WorkflowEngine, n: u32) -> Result<Option<NatsFigures>, S
     for workers in [1usize, 2, 4] {
         let _workers = Procs(
             (0..workers)
-                .map(|i| {
-                    std::process::Command::new(&exe)
-                        .args(["worker", "--nats", &url, "--pool", "bench", "--slots", "16"])
-                        .args(["--name", &format!("bench-{i}")])
-                        .current_dir(&dir)
-                        .env("HOME", &dir)
-                        .stdout(std::process::Stdio::null())
-                        .stderr(std::process::Stdio::null())
-                        .spawn()
-                        .map_err(|e| e.to_string())
-                })
+                .map(|i| worker("bench", &format!("bench-{i}"), &["--slots", "16"]))
                 .collect::<Result<Vec<_>, _>>()?,
         );
         // The workers join the pool before the clock starts.

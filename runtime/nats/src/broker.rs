@@ -89,6 +89,29 @@ pub async fn connect_watching(
     Ok(client)
 }
 
+/// Waits until the connection is back after a loss (logged as `who`);
+/// `None` once the connection is closed for good.
+pub async fn next_return(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<async_nats::Event>,
+    who: &str,
+) -> Option<()> {
+    let mut lost = false;
+    while let Some(event) = events.recv().await {
+        match event {
+            async_nats::Event::Disconnected => {
+                lost = true;
+                tracing::warn!("{who}: lost the broker; reconnecting");
+            }
+            async_nats::Event::Connected if lost => {
+                tracing::info!("{who}: the broker is back");
+                return Some(());
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// The work-queue stream (requests by pool) and the results stream (by
 /// run), created when missing.
 pub async fn ensure_streams(js: &jetstream::Context) -> Result<(), String> {

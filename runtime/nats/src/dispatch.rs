@@ -437,24 +437,12 @@ async fn watch_broker(
     inner: Arc<Inner>,
     mut events: tokio::sync::mpsc::UnboundedReceiver<async_nats::Event>,
 ) {
-    let mut lost = false;
-    while let Some(event) = events.recv().await {
-        match event {
-            async_nats::Event::Disconnected => {
-                lost = true;
-                tracing::warn!("dispatch: lost the broker; reconnecting");
-            }
-            async_nats::Event::Connected if lost => {
-                lost = false;
-                tracing::info!("dispatch: the broker is back; checking what it kept");
-                inner.reconnected.notify_one();
-                // Workers reconnect too; give the streams a moment to load.
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                if let Err(e) = reconcile(&inner).await {
-                    tracing::warn!("dispatch: cannot check the broker's requests: {e}");
-                }
-            }
-            _ => {}
+    while broker::next_return(&mut events, "dispatch").await.is_some() {
+        inner.reconnected.notify_one();
+        // Workers reconnect too; give the streams a moment to load.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if let Err(e) = reconcile(&inner).await {
+            tracing::warn!("dispatch: cannot check the broker's requests: {e}");
         }
     }
 }

@@ -63,24 +63,11 @@ pub async fn run(
     let rejoin = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = rejoin.clone();
     tokio::spawn(async move {
-        let mut lost = false;
-        while let Some(event) = watched.recv().await {
-            match event {
-                async_nats::Event::Disconnected => {
-                    lost = true;
-                    tracing::warn!("worker: lost the broker; reconnecting");
-                }
-                async_nats::Event::Connected if lost => {
-                    lost = false;
-                    tracing::info!("worker: the broker is back");
-                    flag.store(true, Ordering::Relaxed);
-                }
-                _ => {}
-            }
+        while broker::next_return(&mut watched, "worker").await.is_some() {
+            flag.store(true, Ordering::Relaxed);
         }
     });
     let js = jetstream::new(client);
-    broker::ensure_streams(&js).await?;
     let mut consumer = join_pool(&js, &options).await?;
     // A handle names the stream; it serves again once a broker that lost
     // its store has the stream again.
