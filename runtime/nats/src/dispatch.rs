@@ -416,18 +416,25 @@ async fn fetch_blob(inner: Arc<Inner>, mut result: WorkResult) {
         .await
         .map_err(|e| format!("cannot read the output of agent {}: {e}", result.agent))?;
         result.internalise(&bytes)?;
-        let _ = store.delete(&blob.name).await;
-        Ok(())
+        Ok(store)
     }
     .await;
-    if let Err(reason) = fetched {
-        tracing::warn!("dispatch: {reason}");
-        result.blob = None;
-        result.output = None;
-        result.failure = Some(reason);
-        result.kind = None;
+    match fetched {
+        Ok(store) => {
+            deliver(&inner, result);
+            // After delivering: a duplicate of this result fetching it
+            // meanwhile must not fail the try first.
+            let _ = store.delete(&blob.name).await;
+        }
+        Err(reason) => {
+            tracing::warn!("dispatch: {reason}");
+            result.blob = None;
+            result.output = None;
+            result.failure = Some(reason);
+            result.kind = None;
+            deliver(&inner, result);
+        }
     }
-    deliver(&inner, result);
 }
 
 /// Watches the connection: when it comes back after a loss, the broker
