@@ -421,5 +421,6 @@ mod tests {
                 .unwrap_err()
                 .contains("regular expression")
         );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

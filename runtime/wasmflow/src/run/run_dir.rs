@@ -629,5 +629,6 @@ mod tests {
                 .contains("no run `nope`")
         );
         assert_eq!(list(&root).len(), 1);
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

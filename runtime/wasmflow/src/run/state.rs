@@ -580,5 +580,6 @@ mod tests {
             .collect();
         let want: Vec<String> = (0..30).map(|i| i.to_string()).collect();
         assert_eq!(got, want);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

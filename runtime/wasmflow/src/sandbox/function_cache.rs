@@ -189,5 +189,6 @@ mod tests {
         // A flipped byte ends the readable part there.
         bytes[25] ^= 0xff;
         assert!(parse(&bytes).len() < 2);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

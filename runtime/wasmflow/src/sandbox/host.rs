@@ -524,5 +524,6 @@ mod tests {
         assert!(e.contains("outside the calling script's directory"), "{e}");
         let e = loader.child_path("/etc/passwd").unwrap_err();
         assert!(e.contains("must name a .js file"), "{e}");
+        let _ = std::fs::remove_dir_all(&base);
     }
 }

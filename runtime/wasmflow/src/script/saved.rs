@@ -175,5 +175,6 @@ mod tests {
         );
         assert!(find("z", &dirs).is_none());
         assert!(not_found("z", &dirs).contains("z.js"));
+        let _ = std::fs::remove_dir_all(&base);
     }
 }
