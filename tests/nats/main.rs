@@ -121,6 +121,17 @@ impl Drop for Broker {
 struct Worker {
     child: Child,
     ledger: PathBuf,
+    log: PathBuf,
+}
+
+/// Waits (at most 20 s, a loaded CI machine starts processes slowly)
+/// until `ready` holds.
+fn wait_until(what: &str, ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        assert!(Instant::now() < deadline, "waited 20 s for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 impl Worker {
@@ -129,6 +140,7 @@ impl Worker {
         let child = support::wasmflow()
             .current_dir(dir)
             .env("HOME", dir)
+            .env("WASMFLOW_LOG", "info")
             .args(["worker", "--nats", &broker.url(), "--name", name])
             .arg("--sim-trace")
             .arg(&ledger)
@@ -137,7 +149,19 @@ impl Worker {
             .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
             .spawn()
             .expect("the worker starts");
-        Worker { child, ledger }
+        Worker {
+            child,
+            ledger,
+            log: dir.join(format!("{name}.log")),
+        }
+    }
+
+    /// Agents it has started (its log says so at `info`).
+    fn started(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .matches(": started agent ")
+            .count()
     }
 
     /// The agents it ran to their end: label -> count.
@@ -336,7 +360,7 @@ fn a_forged_result_is_ignored() {
         "export const meta = { name: 'one', description: 'one agent' }\nreturn await agent('the real one', { label: 'only' })\n",
     )
     .unwrap();
-    let _worker = Worker::start(&broker, &dir, "w", &["--sim-latency", "2500"]);
+    let worker = Worker::start(&broker, &dir, "w", &["--sim-latency", "2500"]);
     let launched = support::cli_in(
         &dir,
         &[
@@ -356,7 +380,7 @@ fn a_forged_result_is_ignored() {
     );
     let id = support::text(&launched.stdout).trim().to_string();
     // While the real agent runs: a result for it without the run's secret.
-    std::thread::sleep(Duration::from_millis(800));
+    wait_until("the agent to start", || worker.started() == 1);
     let forged = serde_json::json!({
         "v": 1, "run": id, "agent": 1, "attempt": 1, "key": "k", "worker": "mallory",
         "output": {"text": "FORGED"}, "failure": null, "kind": null,
@@ -430,7 +454,7 @@ fn sigterm_finishes_running_agents_within_the_grace_and_hands_back_the_rest() {
         ],
     );
     let coordinator = coordinate(&broker, &dir);
-    std::thread::sleep(Duration::from_millis(700));
+    wait_until("4 agents to start", || first.started() == 4);
     terminate(&first.child);
     let status = first.child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "the worker stops cleanly");
@@ -475,7 +499,7 @@ fn sigterm_finishes_running_agents_within_the_grace_and_hands_back_the_rest() {
         ],
     );
     let coordinator = coordinate(&broker, &dir);
-    std::thread::sleep(Duration::from_millis(700));
+    wait_until("4 agents to start", || first.started() == 4);
     let stopped = Instant::now();
     terminate(&first.child);
     first.child.wait().unwrap();
@@ -523,7 +547,7 @@ fn stop_cancels_the_running_remote_agents() {
     );
     let id = support::text(&launched.stdout).trim().to_string();
     // All 16 running on the two workers.
-    std::thread::sleep(Duration::from_millis(2000));
+    wait_until("16 agents to start", || a.started() + b.started() == 16);
     // The first stop lets running agents finish within the grace; the
     // second abandons them, as a second Ctrl-C does.
     for _ in 0..2 {
@@ -575,7 +599,7 @@ fn a_paused_worker_past_its_lease_sends_nothing() {
         &["--slots", "1", "--ack-wait", "2s", "--sim-latency", "3000"],
     );
     let coordinator = coordinate(&broker, &dir);
-    std::thread::sleep(Duration::from_millis(800));
+    wait_until("the agent to start", || paused.started() == 1);
     let pid = paused.child.id().to_string();
     assert!(
         Command::new("kill")
@@ -718,6 +742,7 @@ fn after_the_coordinator_dies_resume_uses_the_results_that_arrived_meanwhile() {
     let mut coordinator = coordinate(&broker, &dir);
     // Mid-run: some agents journaled, 16 running on the workers.
     std::thread::sleep(Duration::from_millis(1500));
+    wait_until("16 agents to start", || a.started() + b.started() >= 16);
     coordinator.kill().unwrap();
     coordinator.wait().unwrap();
     // The running ones finish while no coordinator listens.
@@ -1045,7 +1070,9 @@ fn a_worker_cut_off_by_a_network_partition_sends_nothing_late() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let coordinator = coordinate(&broker, &dir);
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_until("the island to start the agent", || {
+        log().contains(": started agent 1 ")
+    });
     // Cut mid-agent: its progress acks go nowhere, its lease lapses, and
     // the broker hands the request to a worker on this side.
     netns.link(false);

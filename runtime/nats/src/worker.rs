@@ -418,6 +418,13 @@ async fn handle(
             let beat = options.ack_wait / 3;
             let mut heartbeat = tokio::time::interval(beat.max(Duration::from_millis(100)));
             heartbeat.tick().await;
+            tracing::info!(
+                "worker {}: started agent {} of run {} (try {})",
+                options.name,
+                request.agent,
+                request.run,
+                request.attempt
+            );
             let work = backend.run(agent_request);
             tokio::pin!(work);
             let outcome = loop {
