@@ -1107,3 +1107,36 @@ fn a_worker_cut_off_by_a_network_partition_sends_nothing_late() {
     let _ = island.kill();
     let _ = island.wait();
 }
+
+#[test]
+fn a_request_over_the_message_limit_goes_through_the_object_store() {
+    let broker = Broker::start("broker-big-request");
+    let dir = temp_dir("nats-big-request");
+    // Under the 1 MiB prompt cap, but twice the message limit once JSON
+    // escapes its quotes; the marker at its end shows it arrived whole.
+    std::fs::write(
+        dir.join("rules.json"),
+        serde_json::json!({"rules": [{"match": {"prompt": "END-MARKER"}, "reply": "got it all"}]})
+            .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("flow.js"),
+        "export const meta = { name: 'big-ask', description: 'one big question' }\n\
+         return await agent('\"'.repeat(1000000) + 'END-MARKER', { label: 'big' })\n",
+    )
+    .unwrap();
+    let _worker = Worker::start(
+        &broker,
+        &dir,
+        "w",
+        &["--sim-rules", dir.join("rules.json").to_str().unwrap()],
+    );
+    let out = run_in(
+        &dir,
+        "flow.js",
+        &["--json", "--quiet", "--dispatch", &broker.url()],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json()["result"], "got it all");
+}

@@ -629,6 +629,8 @@ impl Drop for AbortOnDrop {
 struct Pending {
     inner: Arc<Inner>,
     key: (u64, u32),
+    /// The object holding a request too big for a message.
+    blob: Option<String>,
 }
 
 impl Drop for Pending {
@@ -641,6 +643,14 @@ impl Drop for Pending {
             .waiting
             .remove(&self.key)
             .is_some();
+        if let Some(name) = self.blob.take() {
+            let js = self.inner.js.clone();
+            self.inner.handle.spawn(async move {
+                if let Ok(store) = broker::blob_store(&js).await {
+                    let _ = store.delete(&name).await;
+                }
+            });
+        }
         // Dropped before its result came (stop, skip, retry, timeout): the
         // worker running it abandons it.
         if unanswered && let Some((run, secret)) = self.inner.run.get() {
@@ -685,15 +695,9 @@ async fn dispatch_one(inner: Arc<Inner>, request: AgentRequest) -> AgentResult {
         schema: request.schema.as_ref().map(|s| Value::clone(&s.value)),
         feedback: request.feedback.clone(),
         secret,
+        blob: None,
     };
-    let payload = serde_json::to_vec(&work).map_err(|e| failure(e.to_string()))?;
-    if payload.len() > wire::MAX_MESSAGE {
-        return Err(failure(format!(
-            "the request is {} bytes, over the {} a worker takes",
-            payload.len(),
-            wire::MAX_MESSAGE
-        )));
-    }
+    let mut payload = serde_json::to_vec(&work).map_err(|e| failure(e.to_string()))?;
     let (tx, rx) = oneshot::channel();
     let key = (request.id, request.attempt);
     {
@@ -711,10 +715,37 @@ async fn dispatch_one(inner: Arc<Inner>, request: AgentRequest) -> AgentResult {
             },
         );
     }
-    let _pending = Pending {
+    let mut pending = Pending {
         inner: inner.clone(),
         key,
+        blob: None,
     };
+    if payload.len() > wire::BLOB_ABOVE {
+        // Over the message limit: the request goes through the object
+        // store, and the message carries its size and sha256.
+        let name = format!(
+            "request.{}.{}",
+            wire::msg_id(&run, request.id, request.attempt),
+            inner.nonce
+        );
+        let store = broker::blob_store(&inner.js).await.map_err(failure)?;
+        store
+            .put(name.as_str(), &mut payload.as_slice())
+            .await
+            .map_err(|e| {
+                failure(format!(
+                    "cannot put the {}-byte request in the object store: {e}",
+                    payload.len()
+                ))
+            })?;
+        pending.blob = Some(name.clone());
+        let envelope = work.envelope(wire::Blob {
+            name,
+            size: payload.len() as u64,
+            sha256: wasmflow::run::key::sha256_hex(&payload),
+        });
+        payload = serde_json::to_vec(&envelope).map_err(|e| failure(e.to_string()))?;
+    }
     let msg_id = format!(
         "{}.{}",
         wire::msg_id(&run, request.id, request.attempt),

@@ -134,9 +134,56 @@ pub struct WorkRequest {
     pub feedback: Vec<String>,
     /// The run's secret (hex): results are signed with it.
     pub secret: String,
+    /// When the request was too big for a message: where the whole of it
+    /// is (this one then carries only its identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<Blob>,
 }
 
 impl WorkRequest {
+    /// What goes on the work subject for a request whose message would be
+    /// too big: its identity and where the whole request is.
+    pub fn envelope(&self, blob: Blob) -> WorkRequest {
+        WorkRequest {
+            prompt: String::new(),
+            options: Map::new(),
+            schema: None,
+            feedback: Vec::new(),
+            blob: Some(blob),
+            ..self.clone()
+        }
+    }
+
+    /// The whole request from the object `self` (an envelope) names, once
+    /// its size and sha256 are the ones the envelope gives and it is the
+    /// same try.
+    pub fn from_blob(&self, bytes: &[u8]) -> Result<WorkRequest, String> {
+        let Some(blob) = &self.blob else {
+            return Ok(self.clone());
+        };
+        if bytes.len() as u64 != blob.size || wasmflow::run::key::sha256_hex(bytes) != blob.sha256 {
+            return Err(format!(
+                "the request of agent {} in the object store ({} bytes) is not the one its run published ({} bytes, sha256 {})",
+                self.agent,
+                bytes.len(),
+                blob.size,
+                blob.sha256
+            ));
+        }
+        let full: WorkRequest = serde_json::from_slice(bytes)
+            .map_err(|e| format!("the request of agent {} does not parse: {e}", self.agent))?;
+        if (&full.run, full.agent, full.attempt, &full.secret)
+            != (&self.run, self.agent, self.attempt, &self.secret)
+            || full.blob.is_some()
+        {
+            return Err(format!(
+                "the object of agent {}'s request is another request",
+                self.agent
+            ));
+        }
+        Ok(full)
+    }
+
     /// The request a local backend would get.
     pub fn to_agent_request(&self) -> Result<AgentRequest, String> {
         let schema = match &self.schema {
@@ -411,6 +458,7 @@ mod tests {
             schema: None,
             feedback: Vec::new(),
             secret: "s3cret".into(),
+            blob: None,
         }
     }
 
@@ -464,6 +512,43 @@ mod tests {
         assert_eq!(
             r.into_agent_result().unwrap().output,
             AgentOutput::Text("x".repeat(3000))
+        );
+    }
+
+    #[test]
+    fn big_requests_travel_as_an_envelope_and_an_object() {
+        let mut full = request();
+        full.prompt = "p".repeat(5000);
+        let bytes = serde_json::to_vec(&full).unwrap();
+        let blob = Blob {
+            name: "request.r1.7.1.n".into(),
+            size: bytes.len() as u64,
+            sha256: wasmflow::run::key::sha256_hex(&bytes),
+        };
+        let envelope = full.envelope(blob);
+        assert!(envelope.prompt.is_empty() && envelope.blob.is_some());
+        assert_eq!(envelope.from_blob(&bytes).unwrap().prompt, full.prompt);
+        let mut tampered = bytes.clone();
+        tampered[40] ^= 1;
+        assert!(
+            envelope
+                .from_blob(&tampered)
+                .unwrap_err()
+                .contains("sha256")
+        );
+        let mut other = full.clone();
+        other.agent = 8;
+        let other_bytes = serde_json::to_vec(&other).unwrap();
+        let lying = full.envelope(Blob {
+            name: "x".into(),
+            size: other_bytes.len() as u64,
+            sha256: wasmflow::run::key::sha256_hex(&other_bytes),
+        });
+        assert!(
+            lying
+                .from_blob(&other_bytes)
+                .unwrap_err()
+                .contains("another request")
         );
     }
 }

@@ -201,6 +201,37 @@ pub async fn run(
     Ok(())
 }
 
+/// The whole request an envelope names, from the object store.
+async fn fetch_request(
+    js: &jetstream::Context,
+    envelope: &WorkRequest,
+) -> Result<WorkRequest, String> {
+    let Some(blob) = &envelope.blob else {
+        return Ok(envelope.clone());
+    };
+    if blob.size > wire::MAX_BLOB {
+        return Err(format!(
+            "the request of agent {} is {} bytes, over the {} a worker takes",
+            envelope.agent,
+            blob.size,
+            wire::MAX_BLOB
+        ));
+    }
+    let store = broker::blob_store(js).await?;
+    let mut object = store
+        .get(&blob.name)
+        .await
+        .map_err(|e| format!("cannot fetch the request of agent {}: {e}", envelope.agent))?;
+    let mut bytes = Vec::with_capacity(blob.size as usize);
+    tokio::io::AsyncReadExt::read_to_end(
+        &mut tokio::io::AsyncReadExt::take(&mut object, wire::MAX_BLOB + 1),
+        &mut bytes,
+    )
+    .await
+    .map_err(|e| format!("cannot read the request of agent {}: {e}", envelope.agent))?;
+    envelope.from_blob(&bytes)
+}
+
 /// The pool's durable work-queue consumer, made (with the streams) when
 /// missing: at start, and again when a broker comes back without them.
 async fn join_pool(
@@ -364,6 +395,18 @@ async fn handle(
         let _ = message.ack_with(AckKind::Term).await;
         return;
     };
+    // A request too big for a message: the whole of it is in the object
+    // store. One that cannot be had fails the try (its run retries it).
+    let (request, unreadable) = match &request.blob {
+        None => (request, None),
+        Some(_) => match fetch_request(&js, &request).await {
+            Ok(full) => (full, None),
+            Err(e) => {
+                tracing::warn!("worker {}: {e}", options.name);
+                (request, Some(e))
+            }
+        },
+    };
     let mut lease = Lease {
         renewed: Instant::now(),
     };
@@ -394,13 +437,18 @@ async fn handle(
             _ => None,
         }
     };
-    let outcome = match refusal {
-        Some(reason) => Err(AgentFailure {
+    let outcome = match (unreadable, refusal) {
+        (Some(reason), _) => Err(AgentFailure {
+            reason,
+            usage: Usage::default(),
+            kind: FailureKind::Other,
+        }),
+        (None, Some(reason)) => Err(AgentFailure {
             reason,
             usage: Usage::default(),
             kind: FailureKind::Refused,
         }),
-        None => {
+        (None, None) => {
             let agent_request = match request.to_agent_request() {
                 Ok(r) => r,
                 Err(e) => {
