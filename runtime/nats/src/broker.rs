@@ -172,6 +172,37 @@ pub async fn blob_store(
     .map_err(|e| format!("cannot create the {} object store: {e}", wire::BLOB_BUCKET))
 }
 
+/// The object `blob` names, read whole (at most [`wire::MAX_BLOB`]) and
+/// checked against its size and sha256; `what` names it in errors. Returns
+/// the store too, to delete it when done.
+pub async fn fetch_blob(
+    js: &jetstream::Context,
+    blob: &wire::Blob,
+    what: &str,
+) -> Result<(jetstream::object_store::ObjectStore, Vec<u8>), String> {
+    if blob.size > wire::MAX_BLOB {
+        return Err(format!(
+            "{what} is {} bytes, over the {} taken from the object store",
+            blob.size,
+            wire::MAX_BLOB
+        ));
+    }
+    let store = blob_store(js).await?;
+    let mut object = store
+        .get(&blob.name)
+        .await
+        .map_err(|e| format!("cannot fetch {what}: {e}"))?;
+    let mut bytes = Vec::with_capacity(blob.size as usize);
+    tokio::io::AsyncReadExt::read_to_end(
+        &mut tokio::io::AsyncReadExt::take(&mut object, wire::MAX_BLOB + 1),
+        &mut bytes,
+    )
+    .await
+    .map_err(|e| format!("cannot read {what}: {e}"))?;
+    blob.check(&bytes, what)?;
+    Ok((store, bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -394,29 +394,11 @@ async fn fetch_blob(inner: Arc<Inner>, mut result: WorkResult) {
     let Some(blob) = result.blob.clone() else {
         return;
     };
+    let what = format!("the output of agent {}", result.agent);
     let fetched = async {
-        if blob.size > wire::MAX_BLOB {
-            return Err(format!(
-                "the output of agent {} is {} bytes, over the {} a coordinator takes",
-                result.agent,
-                blob.size,
-                wire::MAX_BLOB
-            ));
-        }
-        let store = broker::blob_store(&inner.js).await?;
-        let mut object = store
-            .get(&blob.name)
-            .await
-            .map_err(|e| format!("cannot fetch the output of agent {}: {e}", result.agent))?;
-        let mut bytes = Vec::with_capacity(blob.size as usize);
-        tokio::io::AsyncReadExt::read_to_end(
-            &mut tokio::io::AsyncReadExt::take(&mut object, wire::MAX_BLOB + 1),
-            &mut bytes,
-        )
-        .await
-        .map_err(|e| format!("cannot read the output of agent {}: {e}", result.agent))?;
+        let (store, bytes) = broker::fetch_blob(&inner.js, &blob, &what).await?;
         result.internalise(&bytes)?;
-        Ok(store)
+        Ok::<_, String>(store)
     }
     .await;
     match fetched {

@@ -161,15 +161,7 @@ impl WorkRequest {
         let Some(blob) = &self.blob else {
             return Ok(self.clone());
         };
-        if bytes.len() as u64 != blob.size || wasmflow::run::key::sha256_hex(bytes) != blob.sha256 {
-            return Err(format!(
-                "the request of agent {} in the object store ({} bytes) is not the one its run published ({} bytes, sha256 {})",
-                self.agent,
-                bytes.len(),
-                blob.size,
-                blob.sha256
-            ));
-        }
+        blob.check(bytes, &format!("the request of agent {}", self.agent))?;
         let full: WorkRequest = serde_json::from_slice(bytes)
             .map_err(|e| format!("the request of agent {} does not parse: {e}", self.agent))?;
         if (&full.run, full.agent, full.attempt, &full.secret)
@@ -308,15 +300,7 @@ impl WorkResult {
         let Some(blob) = &self.blob else {
             return Ok(());
         };
-        if bytes.len() as u64 != blob.size || wasmflow::run::key::sha256_hex(bytes) != blob.sha256 {
-            return Err(format!(
-                "the output of agent {} in the object store ({} bytes) is not the one its worker signed ({} bytes, sha256 {}): dropped",
-                self.agent,
-                bytes.len(),
-                blob.size,
-                blob.sha256
-            ));
-        }
+        blob.check(bytes, &format!("the output of agent {}", self.agent))?;
         self.output = serde_json::from_slice(bytes)
             .map_err(|e| format!("the output of agent {} does not parse: {e}", self.agent))?;
         self.blob = None;
@@ -385,6 +369,22 @@ pub struct Blob {
     pub size: u64,
     /// Its SHA-256 (hex).
     pub sha256: String,
+}
+
+impl Blob {
+    /// Whether `bytes` are the object this describes (`what` names it in
+    /// the error).
+    pub fn check(&self, bytes: &[u8], what: &str) -> Result<(), String> {
+        if bytes.len() as u64 != self.size || wasmflow::run::key::sha256_hex(bytes) != self.sha256 {
+            return Err(format!(
+                "{what} in the object store ({} bytes) is not the one that was sent ({} bytes, sha256 {}): dropped",
+                bytes.len(),
+                self.size,
+                self.sha256
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What a worker says of itself every [`HEARTBEAT_SECS`].

@@ -209,26 +209,8 @@ async fn fetch_request(
     let Some(blob) = &envelope.blob else {
         return Ok(envelope.clone());
     };
-    if blob.size > wire::MAX_BLOB {
-        return Err(format!(
-            "the request of agent {} is {} bytes, over the {} a worker takes",
-            envelope.agent,
-            blob.size,
-            wire::MAX_BLOB
-        ));
-    }
-    let store = broker::blob_store(js).await?;
-    let mut object = store
-        .get(&blob.name)
-        .await
-        .map_err(|e| format!("cannot fetch the request of agent {}: {e}", envelope.agent))?;
-    let mut bytes = Vec::with_capacity(blob.size as usize);
-    tokio::io::AsyncReadExt::read_to_end(
-        &mut tokio::io::AsyncReadExt::take(&mut object, wire::MAX_BLOB + 1),
-        &mut bytes,
-    )
-    .await
-    .map_err(|e| format!("cannot read the request of agent {}: {e}", envelope.agent))?;
+    let what = format!("the request of agent {}", envelope.agent);
+    let (_, bytes) = broker::fetch_blob(js, blob, &what).await?;
     envelope.from_blob(&bytes)
 }
 
