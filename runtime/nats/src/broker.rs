@@ -172,6 +172,20 @@ pub async fn blob_store(
     .map_err(|e| format!("cannot create the {} object store: {e}", wire::BLOB_BUCKET))
 }
 
+/// Stores `bytes` as the object `blob` describes.
+pub async fn put_blob(
+    js: &jetstream::Context,
+    blob: &wire::Blob,
+    bytes: &[u8],
+) -> Result<(), String> {
+    blob_store(js)
+        .await?
+        .put(blob.name.as_str(), &mut &bytes[..])
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("cannot put {} bytes in the object store: {e}", bytes.len()))
+}
+
 /// The object `blob` names, read whole (at most [`wire::MAX_BLOB`]) and
 /// checked against its size and sha256; `what` names it in errors. Returns
 /// the store too, to delete it when done.

@@ -234,7 +234,7 @@ fn run_secret(dir: &RunDir) -> Result<String, String> {
 }
 
 /// A consumer of the run's results after stream sequence `after.1` (0: all
-/// of them), the streams made again first if the broker lost them. A
+/// of them). A
 /// stream made at another time than `after.0` is a new one (the broker
 /// lost its store): all of it is new. Returns the stream's creation time.
 async fn results_consumer(
@@ -242,7 +242,6 @@ async fn results_consumer(
     run: &str,
     after: (Option<String>, u64),
 ) -> Result<(consumer::Consumer<consumer::pull::Config>, String), String> {
-    broker::ensure_streams(&inner.js).await?;
     let mut stream = inner
         .js
         .get_stream(wire::RESULT_STREAM)
@@ -284,7 +283,13 @@ async fn listen(inner: Arc<Inner>, first: (consumer::Consumer<consumer::pull::Co
     loop {
         let current = match consumer.take() {
             Some(c) => c,
-            None => match results_consumer(&inner, &run, (created.clone(), last)).await {
+            None => match async {
+                // The broker may have come back without its streams.
+                broker::ensure_streams(&inner.js).await?;
+                results_consumer(&inner, &run, (created.clone(), last)).await
+            }
+            .await
+            {
                 Ok((c, made)) => {
                     if created.as_deref() != Some(made.as_str()) {
                         last = 0;
@@ -702,37 +707,21 @@ async fn dispatch_one(inner: Arc<Inner>, request: AgentRequest) -> AgentResult {
         key,
         blob: None,
     };
-    if payload.len() > wire::BLOB_ABOVE {
-        // Over the message limit: the request goes through the object
-        // store, and the message carries its size and sha256.
-        let name = format!(
-            "request.{}.{}",
-            wire::msg_id(&run, request.id, request.attempt),
-            inner.nonce
-        );
-        let store = broker::blob_store(&inner.js).await.map_err(failure)?;
-        store
-            .put(name.as_str(), &mut payload.as_slice())
-            .await
-            .map_err(|e| {
-                failure(format!(
-                    "cannot put the {}-byte request in the object store: {e}",
-                    payload.len()
-                ))
-            })?;
-        pending.blob = Some(name.clone());
-        let envelope = work.envelope(wire::Blob {
-            name,
-            size: payload.len() as u64,
-            sha256: wasmflow::run::key::sha256_hex(&payload),
-        });
-        payload = serde_json::to_vec(&envelope).map_err(|e| failure(e.to_string()))?;
-    }
     let msg_id = format!(
         "{}.{}",
         wire::msg_id(&run, request.id, request.attempt),
         inner.nonce
     );
+    if payload.len() > wire::BLOB_ABOVE {
+        // Over the message limit: the request goes through the object
+        // store, and the message carries its size and sha256.
+        let blob = wire::Blob::of(format!("request.{msg_id}"), &payload);
+        broker::put_blob(&inner.js, &blob, &payload)
+            .await
+            .map_err(failure)?;
+        pending.blob = Some(blob.name.clone());
+        payload = serde_json::to_vec(&work.envelope(blob)).map_err(|e| failure(e.to_string()))?;
+    }
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", msg_id.as_str());
     let pool = request

@@ -285,11 +285,10 @@ impl WorkResult {
     /// Returns the output's bytes to store.
     pub fn externalise(&mut self, secret: &str) -> Vec<u8> {
         let bytes = serde_json::to_vec(&self.output.take()).unwrap_or_default();
-        self.blob = Some(Blob {
-            name: blob_name(&self.run, self.agent, self.attempt),
-            size: bytes.len() as u64,
-            sha256: wasmflow::run::key::sha256_hex(&bytes),
-        });
+        self.blob = Some(Blob::of(
+            blob_name(&self.run, self.agent, self.attempt),
+            &bytes,
+        ));
         self.mac = self.expected_mac(secret);
         bytes
     }
@@ -372,6 +371,15 @@ pub struct Blob {
 }
 
 impl Blob {
+    /// The description of `bytes` stored as `name`.
+    pub fn of(name: String, bytes: &[u8]) -> Blob {
+        Blob {
+            name,
+            size: bytes.len() as u64,
+            sha256: wasmflow::run::key::sha256_hex(bytes),
+        }
+    }
+
     /// Whether `bytes` are the object this describes (`what` names it in
     /// the error).
     pub fn check(&self, bytes: &[u8], what: &str) -> Result<(), String> {

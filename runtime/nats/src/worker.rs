@@ -101,6 +101,9 @@ pub async fn run(
     let (give_up_tx, give_up) = watch::channel(false);
     let stats = Arc::new(Stats {
         started_ms: wire::now_ms(),
+        host: std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default(),
         done: AtomicU64::new(0),
     });
     let beating = tokio::spawn(heartbeat(
@@ -245,6 +248,7 @@ async fn join_pool(
 /// What the heartbeat reports beside the slots.
 struct Stats {
     started_ms: u64,
+    host: String,
     done: AtomicU64,
 }
 
@@ -290,9 +294,7 @@ async fn publish_heartbeat(
         state: state.to_string(),
         started_ms: stats.started_ms,
         at_ms: wire::now_ms(),
-        host: std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_default(),
+        host: stats.host.clone(),
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
@@ -512,17 +514,10 @@ async fn handle(
         // Over the message limit: the output goes through the object
         // store, and the message carries its size and sha256.
         let bytes = result.externalise(&request.secret);
-        let stored = async {
-            let store = broker::blob_store(&js).await?;
-            store
-                .put(
-                    result.blob.as_ref().map(|b| b.name.as_str()).unwrap_or(""),
-                    &mut bytes.as_slice(),
-                )
-                .await
-                .map_err(|e| e.to_string())
-        }
-        .await;
+        let stored = match &result.blob {
+            Some(blob) => broker::put_blob(&js, blob, &bytes).await,
+            None => Ok(()),
+        };
         if let Err(e) = stored {
             tracing::warn!(
                 "worker {}: cannot store the {}-byte output of agent {}: {e}; it will be redelivered",
