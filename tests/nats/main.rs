@@ -903,6 +903,14 @@ fn models_go_to_their_pools_and_worker_ls_lists_the_fleet() {
             .contains("\"state\":\"stopped\""),
         "{text}"
     );
+    // No server there: said so, not a bare timeout.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("nats://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let ls = support::cli_in(&dir, &["worker", "ls", "--nats", &url]);
+    assert_eq!(ls.status.code(), Some(2));
+    let err = support::text(&ls.stderr);
+    assert!(err.contains("cannot reach the NATS server"), "{err}");
 }
 
 #[test]

@@ -115,6 +115,18 @@ pub async fn next_return(
 /// The work-queue stream (requests by pool) and the results stream (by
 /// run), created when missing.
 pub async fn ensure_streams(js: &jetstream::Context) -> Result<(), String> {
+    make_streams(js).await.map_err(|e| {
+        // The client connects in the background: a server that never
+        // answered shows only as a timed-out request.
+        if js.client().connection_state() == async_nats::connection::State::Connected {
+            e
+        } else {
+            format!("cannot reach the NATS server (is it running, and is the URL right?): {e}")
+        }
+    })
+}
+
+async fn make_streams(js: &jetstream::Context) -> Result<(), String> {
     js.get_or_create_stream(stream::Config {
         name: wire::WORK_STREAM.into(),
         subjects: vec!["wasmflow.work.>".into()],
